@@ -10,6 +10,7 @@ Likelihoods of the decoder p(x|z):
 """
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .io import UserError, atomic_path, log
+from .io import UserError, log, write_bytes
 
 CHECKPOINT_FORMAT = "vae_anomaly/vae-v2"
 
@@ -223,9 +224,11 @@ def build_model(config: VAEConfig) -> VAE:
 def save_model(model: VAE, path: str | Path) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": CHECKPOINT_FORMAT, "config": asdict(model.config), "state_dict": state}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    log.info("wrote %s", path)
+    # torch.save names the archive's folder after the file it writes to, which atomic_path
+    # names at random; into a buffer it is always "archive", so equal weights give equal files.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> VAE:
