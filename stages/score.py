@@ -1,6 +1,6 @@
 """score: per-sample anomaly scores of every split, from the trained model; for the test split
 also the posterior statistics and the reconstruction quality that evaluate summarises."""
-from vae_anomaly.io import log, read_arrays, run_stage, write_arrays
+from vae_anomaly.io import log, read_arrays, require_finite, run_stage, write_arrays
 from vae_anomaly.latent import posterior_statistics
 from vae_anomaly.models import load_model, resolve_device
 from vae_anomaly.params import load_params
@@ -31,6 +31,10 @@ def main() -> None:
             iwae_samples=score_p["iwae_samples"], training_codes=training_codes,
             complexity_codec=score_p["complexity_codec"],
         )
+        for name, values in scores.items():
+            require_finite(values, f"score {name} of the {split} split",
+                           "the model cannot score these rows: check reports/train_metrics.json "
+                           f"and the data, or leave {name} out of score.names")
         write_arrays(f"{SCORES_DIR}/{split}.npz", **scores)
     batch_size = score_p["batch_size"]
     write_arrays(f"{SCORES_DIR}/test_latent.npz", **posterior_statistics(model, features["test"], batch_size))

@@ -1,4 +1,6 @@
 """train: fit the VAE on normal training data, early-stopped on the validation split."""
+import torch
+
 from vae_anomaly.io import log, read_arrays, run_stage, write_csv, write_json
 from vae_anomaly.io import UserError
 from vae_anomaly.models import VAEConfig, build_model, resolve_device, save_model
@@ -52,6 +54,9 @@ def main() -> None:
         "val_kl": best["val_kl"],
         "final_train_loss": history[-1]["train_loss"],
         "n_parameters": n_params,
+        # CPU and CUDA kernels round differently, so the same params give other metrics there.
+        "device": device.type,
+        "torch": torch.__version__,
     })
 
 

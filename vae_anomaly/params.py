@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from .schedules import reaches_full_beta
+
 
 class ParamsError(ValueError):
     """A params document that does not match the schema; the message says how to fix it."""
@@ -231,7 +233,7 @@ def validate(doc: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> dic
     for name, spec in schema.items():
         key = prefix + name
         if name not in doc:
-            raise ParamsError(f"missing key {key!r}; add it to params.yaml (see the README)")
+            raise ParamsError(f"missing key {key!r}; add it to params.yaml (docs/params.md lists every key)")
         value = doc[name]
         if isinstance(spec, dict):
             validate(value, spec, key + ".")
@@ -266,6 +268,27 @@ def _check_relations(p: dict[str, Any]) -> None:
     _check_classes(p["data"])
     _check_scores_apply(p)
     _check_file(p["data"])
+    _check_schedule(p["train"])
+
+
+def _check_schedule(train: dict[str, Any]) -> None:
+    """A KL schedule must reach the full beta: early stopping and the best weights count only
+    epochs at full beta, so a schedule that never gets there silently trains every epoch and
+    keeps the last one."""
+    if reaches_full_beta(train):
+        return
+    if train["kl_schedule"] == "monotonic":
+        raise ParamsError(
+            f"train.kl_warmup_epochs = {train['kl_warmup_epochs']} with train.epochs = "
+            f"{train['epochs']}: the KL weight never reaches model.beta, so early stopping never "
+            "starts; make train.kl_warmup_epochs smaller than train.epochs"
+        )
+    raise ParamsError(
+        f"train.kl_ramp_fraction = {train['kl_ramp_fraction']!r} with train.kl_cycles = "
+        f"{train['kl_cycles']} and train.epochs = {train['epochs']}: no epoch of a cycle reaches "
+        "model.beta, so early stopping never starts; lower train.kl_ramp_fraction (e.g. 0.5) "
+        "or train.kl_cycles"
+    )
 
 
 def _check_scores_apply(p: dict[str, Any]) -> None:
