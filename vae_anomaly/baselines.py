@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from .io import log
+from .io import log, show_progress
 from .params import BASELINES
 
 FIGURE_PREFIX = "pyod_"  # baselines' names in figures, apart from the VAE's own scores
@@ -58,7 +57,7 @@ def build_detector(name: str, params: dict[str, Any], n_features: int, device: s
         return KNN(n_neighbors=params["knn_neighbors"])
     deep = dict(
         preprocessing=False, epoch_num=params["epochs"], batch_size=params["batch_size"],
-        random_state=seed, device=device, verbose=0 if os.environ.get("CI") else 1,
+        random_state=seed, device=device, verbose=1 if show_progress() else 0,  # its bars: terminal only
     )
     if name == "autoencoder":
         from pyod.models.auto_encoder import AutoEncoder

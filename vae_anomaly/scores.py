@@ -12,13 +12,12 @@ Likelihood scores fail on inputs simpler than the training data: a VAE trained o
 Fashion-MNIST without trousers gives trousers a *higher* likelihood than normal images
 (Nalisnick et al. 2019, "Do deep generative models know what they don't know?", ICLR).
 The complexity correction avoids that failure; the latent scores are measured beside it
-(README, "Scores and baselines").
+(docs/results.md, "Scores and baselines").
 """
 from __future__ import annotations
 
 import io
 import math
-import os
 from collections.abc import Callable
 
 import numpy as np
@@ -26,6 +25,7 @@ import torch
 from sklearn.covariance import EmpiricalCovariance
 from tqdm import tqdm
 
+from .io import show_progress
 from .models import VAE
 from .params import VAE_ONLY_SCORES
 
@@ -93,7 +93,7 @@ def iwae(model: VAE, x: torch.Tensor, generator: torch.Generator, k: int) -> tor
 
 # Lossless codecs for the complexity L(x), by score.complexity_codec: Pillow's format and options.
 # JPEG 2000 (reversible 5/3 wavelet, raw codestream) and PNG are two of the compressors of
-# Serra et al. 2020; on MNIST with digit 1 held out JPEG 2000 ranked better (README).
+# Serra et al. 2020; on MNIST with digit 1 held out JPEG 2000 ranked better (docs/results.md).
 CODECS = {
     "jpeg2000": ("JPEG2000", {"irreversible": False, "no_jp2": True}),
     "png": ("PNG", {"compress_level": 9}),
@@ -132,7 +132,7 @@ def complexity_corrected(
     bits by dividing by ln 2; L(x) is :func:`compressed_bits` with ``codec``. With the
     Bernoulli likelihood on grey levels, -log p(x) is a cross-entropy rather than the code
     length of the 8-bit image, so the two terms are not strictly on the same scale: L(x)
-    varies more between images and dominates the ranking (README, "Scores and baselines").
+    varies more between images and dominates the ranking (docs/results.md, "Scores and baselines").
     """
     complexity = torch.as_tensor(compressed_bits(x.cpu().numpy(), codec), dtype=negative_log_likelihood.dtype)
     return negative_log_likelihood / math.log(2) - complexity.to(negative_log_likelihood.device)
@@ -196,8 +196,7 @@ def compute_scores(
     out: dict[str, list[np.ndarray]] = {name: [] for name in names}
     xt = torch.as_tensor(x)
     batches = range(0, len(xt), batch_size)
-    quiet = bool(os.environ.get("CI"))  # progress on a terminal only, never in CI logs
-    for start in tqdm(batches, desc="score", unit="batch", disable=True if quiet else None):
+    for start in tqdm(batches, desc="score", unit="batch", disable=not show_progress()):
         xb = xt[start : start + batch_size].to(device)
         bound: torch.Tensor | None = None
         if {"iwae", "complexity_corrected"} & set(names):
