@@ -22,7 +22,8 @@ def ranking_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float |
 
 
 def detection_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Ranking metrics plus precision, recall, F1 and balanced accuracy at the threshold."""
+    """Ranking metrics, then F1, the count flagged, precision, recall and balanced accuracy
+    at the threshold (in that order: `dvc exp show` shows the columns in file order)."""
     labels = np.asarray(labels).astype(int)
     predicted = flag(scores, threshold).astype(int)
     precision, recall, f1, _ = metrics.precision_recall_fscore_support(
@@ -31,11 +32,11 @@ def detection_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) 
     both = len(np.unique(labels)) == 2
     return {
         **ranking_metrics(labels, scores),
+        "f1": float(f1),
+        "n_flagged": int(predicted.sum()),
         "precision": float(precision),
         "recall": float(recall),
-        "f1": float(f1),
         "balanced_accuracy": float(metrics.balanced_accuracy_score(labels, predicted)) if both else None,
-        "n_flagged": int(predicted.sum()),
         "n": int(len(labels)),
         "n_anomalies": int(labels.sum()),
     }
@@ -43,22 +44,32 @@ def detection_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) 
 
 def evaluate(
     labels: np.ndarray,
-    kinds: np.ndarray,
     scores: dict[str, np.ndarray],
     primary: str,
     threshold: float,
 ) -> dict[str, Any]:
-    """The metrics document: the primary score's metrics and threshold at the top level,
-    every score's ranking metrics under ``scores``, and the primary score per anomaly kind
-    (that kind against all normal samples) under ``per_type``."""
-    out: dict[str, Any] = {**detection_metrics(labels, scores[primary], threshold), "threshold": threshold}
-    out["scores"] = {name: ranking_metrics(labels, s) for name, s in scores.items()}
+    """The metrics document: the primary score's detection metrics and the threshold first,
+    the headline of `dvc exp show`; then every score's ranking metrics under ``scores``."""
+    headline = detection_metrics(labels, scores[primary], threshold)
+    first = ("roc_auc", "pr_auc", "f1", "n_flagged")
+    return {
+        **{k: headline[k] for k in first},
+        "threshold": threshold,
+        **{k: v for k, v in headline.items() if k not in first},
+        "scores": {name: ranking_metrics(labels, s) for name, s in scores.items()},
+    }
+
+
+def per_type_metrics(
+    labels: np.ndarray, kinds: np.ndarray, scores: np.ndarray, threshold: float
+) -> dict[str, dict[str, Any]]:
+    """The primary ``scores`` per anomaly kind: that kind against all normal samples."""
     normal = kinds == NORMAL
-    out["per_type"] = {}
+    out = {}
     for kind in sorted(set(kinds.tolist()) - {NORMAL}):
         subset = normal | (kinds == kind)
-        m = detection_metrics(labels[subset], scores[primary][subset], threshold)
-        out["per_type"][kind] = {k: m[k] for k in ("roc_auc", "pr_auc", "recall", "f1", "n_anomalies")}
+        m = detection_metrics(labels[subset], scores[subset], threshold)
+        out[kind] = {k: m[k] for k in ("roc_auc", "pr_auc", "recall", "f1", "n_anomalies")}
     return out
 
 
