@@ -68,7 +68,7 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from vae_anomaly import datasets
-from vae_anomaly.io import UserError, log, write_json
+from vae_anomaly.io import log, run_main, write_json
 from vae_anomaly.models import VAE, VAEConfig, build_model
 from vae_anomaly.scores import compute_scores
 from vae_anomaly.training import fit, seed_everything
@@ -199,6 +199,12 @@ def epoch_timing(train: Callable[[int], Any], repeats: int, few: int = 1, many: 
 # Workloads
 # ---------------------------------------------------------------------------------------------
 
+def root_source(data_root: str) -> str:
+    """Where the torchvision root came from, for reports/benchmark.json: the flag or the
+    variable, not the folder, which is a path on one machine only."""
+    return "a local torchvision root (" + ("--data-root" if data_root else f"${datasets.DATA_ROOT_ENV}") + ")"
+
+
 def mnist_like(data_root: str, sizes: Sizes) -> tuple[dict[str, np.ndarray], str]:
     """Train, validation and scoring images, float32 (N, 1, 28, 28) in [0, 1]: MNIST from a
     local torchvision root when one is given, else uniform random pixels; and which it is."""
@@ -212,7 +218,7 @@ def mnist_like(data_root: str, sizes: Sizes) -> tuple[dict[str, np.ndarray], str
             "val": train[n_train : n_train + n_val],
             "score": images.test_images[:n_score],
         }
-        return arrays, f"MNIST from {root}"
+        return arrays, f"MNIST from {root_source(data_root)}"
     rng = np.random.default_rng(0)
     arrays = {
         name: rng.random((n, *IMAGE_SHAPE), dtype=np.float32)
@@ -367,7 +373,7 @@ def fashion_train_peak_rss(workdir: Path, data_root: str, sizes: Sizes) -> tuple
     project = project_copy(workdir / "fashion", updates)
     if root:
         run_tool([sys.executable, "-m", "stages.prepare"], project)
-        source = f"Fashion-MNIST from {root}"
+        source = f"Fashion-MNIST from {root_source(data_root)}"
     else:
         rng = np.random.default_rng(0)
         arrays = {
@@ -687,8 +693,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as err:
-        log.error("%s", err)
-        sys.exit(2)
+    run_main(main)
