@@ -73,15 +73,16 @@ def test_posterior_statistics_per_model_kind(kind):
 
 
 def test_latent_and_reconstruction_metrics_use_normal_samples():
-    labels = np.array([0, 0, 0, 1, 1])
-    mu = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0], [6.0, 5.0]])
-    kl = np.array([[1.0, 0.0]] * 3 + [[9.0, 9.0]] * 2)
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    square = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]])
+    mu = np.concatenate([square, square + [3.0, 4.0]])  # same covariance, means 5 apart: W2 = 5
+    kl = np.array([[1.0, 0.0]] * 4 + [[9.0, 9.0]] * 4)  # normal samples use one dimension
     m = latent_metrics({"mu": mu, "kl_per_dim": kl}, labels)
-    assert m == {"latent_dim": 2, "w2_normal_anomaly": fitted_w2(mu[:3], mu[3:]),
+    assert m == {"latent_dim": 2, "w2_normal_anomaly": pytest.approx(5.0),
                  "active_dims": 1, "active_dims_alpha": None}
     assert latent_metrics({"mu": mu}, labels)["active_dims"] is None  # plain autoencoder
-    r = reconstruction_metrics({"mse": np.array([1.0, 2.0, 3.0, 50.0, 60.0])}, labels)
-    assert r == {"mse_normal": 2.0, "ssim_normal": None, "n_normal": 3}
+    r = reconstruction_metrics({"mse": np.array([1.0, 2.0, 3.0, 6.0, 50.0, 60.0, 70.0, 80.0])}, labels)
+    assert r == {"mse_normal": 3.0, "ssim_normal": None, "n_normal": 4}
 
 
 def test_ssim_is_one_for_a_perfect_reconstruction_and_lower_otherwise():
