@@ -131,24 +131,27 @@ def metrics_tables(metrics: dict) -> str:
             parts.append(html_table([key, *columns], rows))
         else:
             scalars[key] = value
-    return html_table(["metric", "value"], [list(r) for r in _flatten(scalars)]) + "".join(parts)
+    table = html_table(["metric", "value"], [list(r) for r in _flatten(scalars)]) if scalars else ""
+    return table + "".join(parts)
 
 
-# The metrics of `dvc metrics show`, then the JSON reports kept out of `dvc exp show`.
+# The metrics of `dvc metrics show`, then the JSON reports kept out of `dvc exp show`; a
+# report that is one row per name (per anomaly kind) is drawn as one grid, its rows named so.
 METRICS_SECTIONS = (
-    ("Metrics", ()),
-    ("Per anomaly type", ("reports/per_type.json",)),
-    ("Data", ("reports/data_summary.json",)),
+    ("Metrics", (), None),
+    ("Per anomaly type", ("reports/per_type.json",), "anomaly kind"),
+    ("Data", ("reports/data_summary.json",), None),
 )
 
 
 def metrics_html() -> str:
     """The workspace's metrics and per-type and data reports, one section each."""
     parts = []
-    for title, targets in METRICS_SECTIONS:
+    for title, targets, rows in METRICS_SECTIONS:
         parts.append(f"<h3>{html.escape(title)}</h3>")
         try:
-            parts.append(metrics_tables(dvc.api.metrics_show(*targets)))
+            shown = dvc.api.metrics_show(*targets)
+            parts.append(metrics_tables({rows: shown} if rows else shown))
         except Exception as err:  # a missing or broken file: say so and show the rest
             parts.append(f"<p>No {html.escape(', '.join(targets) or 'metrics')} yet "
                          f"({html.escape(type(err).__name__)}): run <code>dvc repro</code>.</p>")

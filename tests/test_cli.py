@@ -30,6 +30,7 @@ def test_every_command_answers_help_and_writes_nothing(module, tmp_path, monkeyp
     # params.yaml (exit 2) or write its outputs here.
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [module, "--help"])
+    monkeypatch.delitem(sys.modules, module, raising=False)  # run it afresh, as `python -m` does
     with pytest.raises(SystemExit) as stop:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     assert stop.value.code == 0
