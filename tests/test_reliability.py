@@ -1,7 +1,8 @@
-"""A stage killed part-way leaves the previous artifact or none, never a truncated one.
+"""A stage killed or interrupted part-way leaves the previous artifact or none, never a
+truncated one; what is written is never NaN.
 
-Covered elsewhere: the same params and seed giving the same metrics in separate processes
-(tests/test_pipeline.py compares reports/metrics.json of two `dvc repro --force` runs), a
+Covered elsewhere: the same params and seed giving the same files in separate processes
+(tests/test_pipeline.py runs `dvc repro --force` twice and compares dvc.lock), a
 corrupt or foreign model file (tests/test_training.py), the DVC remote round trip
 (tests/test_review.py).
 """
@@ -52,7 +53,7 @@ def test_atomic_path_keeps_the_previous_file_when_the_write_fails(tmp_path):
 
 KILLED_MID_WRITE = """
 import os, signal, sys
-from vae_anomaly.io import UserError, atomic_path, require_finite, write_json
+from vae_anomaly.io import atomic_path
 with atomic_path(sys.argv[1]) as tmp, open(tmp, "wb") as fh:
     fh.write(b"trunc")
     fh.flush()

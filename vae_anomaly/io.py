@@ -72,8 +72,8 @@ def write_json(path: str | Path, obj: Any) -> None:
     if bad:
         key, value = bad
         raise UserError(
-            f"{path}: {key} = {value} is not a finite number, so it cannot be written as JSON; "
-            "the log above shows where the inputs of this stage went wrong"
+            f"{path}: {key} = {value} is not a finite number, and JSON holds none; check the "
+            "files this stage read (its log above names each one)"
         )
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
