@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from .sizing import MIN_TRAIN_ROWS, MIN_VAL_ROWS
+
 
 class ParamsError(ValueError):
     """A params document that does not match the schema; the message says how to fix it."""
@@ -132,8 +134,8 @@ SCHEMA: dict[str, Any] = {
             "n_features": Int(2),
             "latent_dim": Int(1),
             "noise_std": Number(0, low_open=True),
-            "n_train": Int(1),
-            "n_val": Int(2),
+            "n_train": Int(MIN_TRAIN_ROWS),
+            "n_val": Int(MIN_VAL_ROWS),
             "n_test": Int(2),
             "mean_shift": {
                 "share": Number(0, 1),
