@@ -3,6 +3,7 @@ from vae_anomaly.io import log, read_arrays, run_stage, write_csv, write_json
 from vae_anomaly.io import UserError
 from vae_anomaly.models import VAEConfig, build_model, resolve_device, save_model
 from vae_anomaly.params import load_params
+from vae_anomaly.sizing import capped_batch_size
 from vae_anomaly.training import fit, seed_everything
 
 FEATURES = "data/prepared/features.npz"
@@ -38,7 +39,8 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model (%d parameters) on %s:\n%s", n_params, device, model)
 
-    history = fit(model, train_x, val_x, model_p["beta"], train_p, device)
+    batch_size, adapted = capped_batch_size("train.batch_size", train_p["batch_size"], len(train_x))
+    history = fit(model, train_x, val_x, model_p["beta"], {**train_p, "batch_size": batch_size}, device)
     save_model(model, MODEL)
     write_csv(HISTORY, {key: [row[key] for row in history] for key in history[0]})
 
@@ -52,6 +54,7 @@ def main() -> None:
         "val_kl": best["val_kl"],
         "final_train_loss": history[-1]["train_loss"],
         "n_parameters": n_params,
+        "adaptations": adapted,
     })
 
 
