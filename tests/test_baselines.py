@@ -12,7 +12,7 @@ from vae_anomaly.baselines import baseline_scores, build_detector, training_subs
 
 def small_params(names, **overrides):
     return {"names": names, "seed": 0, "max_train": 150, "knn_neighbors": 5, "hidden_dims": [16],
-            "latent_dim": 2, "epochs": 3, "batch_size": 32, **overrides}
+            "latent_dim": 2, "epochs": 3, "batch_size": 32, "on_error": "record", **overrides}
 
 
 def data(seed=0):
@@ -33,7 +33,8 @@ def quiet(monkeypatch):
 
 def test_every_baseline_ranks_clear_anomalies_above_normal_rows():
     train, test, labels = data()
-    scores = baseline_scores(train, test, small_params(["iforest", "ecod", "knn", "autoencoder", "vae"]))
+    scores, record = baseline_scores(train, test, small_params(["iforest", "ecod", "knn", "autoencoder", "vae"]))
+    assert record == {"n_fit": 150, "adaptations": {}, "failed": {}}
     assert list(scores) == ["iforest", "ecod", "knn", "autoencoder", "vae"]
     for name, s in scores.items():
         assert s.shape == (80,) and np.isfinite(s).all(), name
@@ -44,14 +45,14 @@ def test_seeded_runs_agree_and_images_are_flattened():
     rng = np.random.default_rng(0)
     train, test = rng.random((100, 1, 4, 4), dtype=np.float32), rng.random((30, 1, 4, 4), dtype=np.float32)
     params = small_params(["iforest", "vae"], epochs=1)
-    first, second = baseline_scores(train, test, params), baseline_scores(train, test, params)
+    (first, _), (second, _) = baseline_scores(train, test, params), baseline_scores(train, test, params)
     for name in params["names"]:
         np.testing.assert_array_equal(first[name], second[name])
 
 
 def test_no_baselines_gives_no_scores():
     train, test, _ = data()
-    assert baseline_scores(train, test, small_params([])) == {}
+    assert baseline_scores(train, test, small_params([]))[0] == {}
 
 
 def test_training_subsample_is_seeded_and_capped():

@@ -5,6 +5,7 @@ import logging
 import numpy as np
 import pytest
 
+from vae_anomaly.baselines import size_to_rows
 from vae_anomaly.data import make_splits
 from vae_anomaly.io import UserError
 from vae_anomaly.params import ParamsError, validate
@@ -104,3 +105,12 @@ def test_blobs2d_with_too_few_training_rows_names_its_param(params):
     with pytest.raises(UserError, match=r"^data.blobs2d.n_train = 12 gives 12 rows .*: raise data.blobs2d.n_train$"):
         make_splits(validate(params)["data"])
 
+
+def test_baselines_are_sized_only_where_they_run(params):
+    baselines = {**params["baselines"], "knn_neighbors": 5, "batch_size": 128}
+    sized, record = size_to_rows(baselines, n_rows=5)
+    assert (sized["batch_size"], sized["knn_neighbors"]) == (5, 4)
+    assert set(record) == {"baselines.batch_size", "baselines.knn_neighbors"}
+    assert baselines["batch_size"] == 128  # the params themselves are left as asked
+    sized, record = size_to_rows({**baselines, "names": ["iforest", "ecod"]}, n_rows=5)
+    assert record == {} and sized["batch_size"] == 128

@@ -211,6 +211,7 @@ SCHEMA: dict[str, Any] = {
         "latent_dim": Int(1),
         "epochs": Int(1),
         "batch_size": Int(2),
+        "on_error": Choice(("record", "stop")),
     },
     "plot": {
         "n_images": Int(1, 64),
