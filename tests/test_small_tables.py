@@ -1,6 +1,7 @@
 """Real tables as they come: every stage run, in order, on small generated tables with the
 default params (data.source: file), and a baseline that raises left out of the comparison
 while the VAE's scores, threshold, metrics and figures are complete."""
+import importlib
 import json
 import logging
 
@@ -43,8 +44,6 @@ def run_stages(tmp_path, monkeypatch, x, y, **overrides) -> dict:
     monkeypatch.setenv("CI", "1")  # no progress bars
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     np.savez(tmp_path / "table.npz", X=x, y=y)
-    import importlib
-
     for stage in STAGES:
         importlib.import_module(f"stages.{stage}").main()
     reports = tmp_path / "reports"
