@@ -262,8 +262,10 @@ def score_seconds(model: VAE, x: np.ndarray, name: str, batch_size: int, repeats
     """Best wall time of scoring every row of ``x`` with the score ``name`` through the score
     stage's ``compute_scores``, K = 100 samples per image."""
     return best_seconds(
-        lambda: compute_scores(model, x, [name], batch_size, elbo_samples=SCORE_SAMPLES, seed=0,
-                               iwae_samples=SCORE_SAMPLES),
+        lambda: compute_scores(model, x, {
+            "names": [name], "batch_size": batch_size, "elbo_samples": SCORE_SAMPLES,
+            "iwae_samples": SCORE_SAMPLES, "complexity_codec": "jpeg2000", "knn_neighbors": 5,
+        }, seed=0),
         repeats,
     )
 

@@ -141,6 +141,7 @@ METRICS_SECTIONS = (
     ("Metrics", (), None),
     ("Per anomaly type", ("reports/per_type.json",), "anomaly kind"),
     ("Data", ("reports/data_summary.json",), None),
+    ("Baselines: rows, adaptations, failures", ("reports/baselines.json",), None),
 )
 
 

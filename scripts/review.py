@@ -106,6 +106,17 @@ def diff_section(kind: str, rev: str) -> str:
     return table
 
 
+def failed_baselines(metrics_path: str | Path = METRICS) -> str:
+    """The baselines that failed in the workspace run, with their errors, as one line; "" when
+    none failed or there are no metrics. `dvc metrics diff` shows a failure only when it is new."""
+    path = Path(metrics_path)
+    if not path.is_file():
+        return ""
+    baselines = json.loads(path.read_text()).get("baselines", {})
+    failed = [f"`{name}` ({m['error']})" for name, m in baselines.items() if "error" in m]
+    return "; ".join(failed)
+
+
 def curve_images(rev: str, plots_dir: Path) -> list[tuple[str, Path]]:
     """Each curve of `dvc plots diff REV` drawn to an image, where vega-lite's CLI is here.
 
@@ -145,6 +156,7 @@ def _draw(converter: str, spec: Path) -> Path | None:
 
 def review_markdown(rev: str, commit: str, out: Path, plots_dir: Path) -> str:
     warning = stale_warning(stale_stages())
+    failed = failed_baselines()
     page = write_plots_page(plots_dir, f"Review: {rev} vs workspace", "", diff_rev=rev)
     link = Path(os.path.relpath(page, out.parent)).as_posix()
     (old, old_primary), (new, new_primary) = run_summary(commit), run_summary(None)
@@ -152,6 +164,7 @@ def review_markdown(rev: str, commit: str, out: Path, plots_dir: Path) -> str:
         f"## Review: workspace vs `{rev}` ({commit[:7]})",
         "",
         *([f"> **Warning:** {warning}", ""] if warning else []),
+        *([f"> **Failed baselines** (no scores, left out of the comparison): {failed}", ""] if failed else []),
         *headline_markdown(rev, old, new, old_primary, new_primary),
         "",
         "### All metrics",

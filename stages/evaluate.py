@@ -9,6 +9,7 @@ TEST_SCORES = "data/scores/test.npz"
 TEST_LATENT = "data/scores/test_latent.npz"
 TEST_RECONSTRUCTION = "data/scores/test_reconstruction.npz"
 BASELINE_SCORES = "data/baseline_scores/test.npz"
+BASELINE_RECORD = "reports/baselines.json"
 LABELS = "data/prepared/labels.npz"
 THRESHOLD = "reports/threshold.json"
 METRICS = "reports/metrics.json"
@@ -25,17 +26,27 @@ def main() -> None:
     result = evaluate(labels["test_label"], scores, primary, threshold)
     log.info("%s: ROC-AUC %s, PR-AUC %s, F1 %.4f at threshold %.6g",
              primary, result["roc_auc"], result["pr_auc"], result["f1"], threshold)
+    failed = read_json(BASELINE_RECORD)["failed"]  # baselines that raised: no scores, an error
     result["baselines"] = {
-        name: ranking_metrics(labels["test_label"], s) for name, s in read_arrays(BASELINE_SCORES).items()
+        **{name: ranking_metrics(labels["test_label"], s) for name, s in read_arrays(BASELINE_SCORES).items()},
+        **{name: {"error": error} for name, error in failed.items()},
     }
     for group in ("scores", "baselines"):
         for name, m in result[group].items():
-            log.info("%s %s: ROC-AUC %s, PR-AUC %s", group, name, m["roc_auc"], m["pr_auc"])
+            log.info("%s %s: %s", group, name,
+                     "failed" if "error" in m else f"ROC-AUC {m['roc_auc']}, PR-AUC {m['pr_auc']}")
     result["reconstruction"] = reconstruction_metrics(read_arrays(TEST_RECONSTRUCTION), labels["test_label"])
     result["latent"] = latent_metrics(read_arrays(TEST_LATENT), labels["test_label"])
     log.info("normal test samples: reconstruction %s; latent %s", result["reconstruction"], result["latent"])
     write_json(METRICS, result)
     write_json(PER_TYPE, per_type_metrics(labels["test_label"], labels["test_kind"], scores[primary], threshold))
+    summary = (f"{primary}: ROC-AUC {result['roc_auc']}, F1 {result['f1']:.4f}; "
+               f"{len(result['baselines']) - len(failed)} baselines scored")
+    if failed:
+        log.warning("%s; FAILED: %s (see reports/baselines.json)", summary,
+                    "; ".join(f"{name} ({error})" for name, error in failed.items()))
+    else:
+        log.info("%s", summary)
 
 
 if __name__ == "__main__":

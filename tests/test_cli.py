@@ -112,10 +112,13 @@ def test_progress_bars_only_on_a_terminal_outside_ci(monkeypatch, terminal, ci, 
 
 def test_pyod_bars_are_off_in_a_piped_log(monkeypatch):
     monkeypatch.delenv("CI", raising=False)  # not CI, but not a terminal either (pytest pipes)
-    params = {"seed": 0, "epochs": 1, "batch_size": 8, "hidden_dims": [4], "latent_dim": 2}
-    assert baselines.build_detector("autoencoder", params, 6, "cpu").verbose == 0
+    params = {"model": {"hidden_dims": [4], "latent_dim": 2},
+              "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3, "patience": 1}}
+    budget = baselines.deep_budget(params, np.zeros((4, 6)))
+    own = {"names": ["autoencoder"], "seed": 0, "knn_neighbors": 5, "on_error": "stop"}
+    assert baselines.build_detector("autoencoder", own, budget, (6,), "cpu").verbose == 0
     monkeypatch.setattr(baselines, "show_progress", lambda: True)
-    assert baselines.build_detector("autoencoder", params, 6, "cpu").verbose == 1
+    assert baselines.build_detector("autoencoder", own, budget, (6,), "cpu").verbose == 1
 
 
 def test_training_logs_above_its_bar(monkeypatch):

@@ -15,7 +15,8 @@ from vae_anomaly.params import N_CLASSES, ParamsError, validate
 
 SIDE = 5  # tiny images: SIDE x SIDE pixels
 PIXEL_STEP = 25  # every pixel of a class-c image is c * PIXEL_STEP, so pixels tell the class
-N_TRAIN_PER_CLASS, N_TEST_PER_CLASS = 6, 2
+# 20 training images a class: one class alone fills the minimum training + validation split
+N_TRAIN_PER_CLASS, N_TEST_PER_CLASS = 20, 2
 
 
 def idx_gz(array: np.ndarray) -> bytes:

@@ -56,11 +56,12 @@ def test_each_format_loads_the_same_table(tmp_path, fmt):
 
 
 def test_splits_train_on_normal_rows_and_test_on_the_rest_scaled_by_training_statistics(tmp_path, params):
-    x, y = table(n_normal=40, n_anomaly=6)
+    x, y = table(n_normal=80, n_anomaly=6)
     path = tmp_path / "data.npz"
     np.savez(path, X=x, y=y)
     splits = make_splits(file_params(params, path, train_fraction=0.5))
-    assert (len(splits.train), len(splits.val), len(splits.test)) == (15, 5, 26)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (30, 10, 46)
+    assert splits.summary()["adaptations"] == {}  # 0.25 of 40 rows is the minimum validation split
     assert splits.test_label.sum() == 6 and set(splits.test_kind) == {NORMAL, ANOMALY}
     np.testing.assert_allclose(splits.train.mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(splits.train.std(axis=0), 1, atol=1e-5)

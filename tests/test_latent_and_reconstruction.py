@@ -12,6 +12,7 @@ from vae_anomaly.latent import (
 from vae_anomaly.metrics import latent_metrics, reconstruction_metrics
 from vae_anomaly.models import VAEConfig, build_model
 from vae_anomaly.reconstruction import image_ssim, reconstruction_quality
+from support import score_params
 from vae_anomaly.scores import compute_scores
 
 
@@ -98,7 +99,7 @@ def test_reconstruction_quality_agrees_with_the_mse_score():
     model = build_model(VAEConfig([1, 8, 8], [16], 2, likelihood="bernoulli"))
     x = np.random.default_rng(0).random((5, 1, 8, 8)).astype(np.float32)
     quality = reconstruction_quality(model, x, batch_size=2)
-    score = compute_scores(model, x, ["reconstruction_mse"], 2, 1, seed=0)["reconstruction_mse"]
+    score = compute_scores(model, x, score_params(["reconstruction_mse"], batch_size=2), seed=0)["reconstruction_mse"]
     np.testing.assert_allclose(quality["mse"], score)
     assert quality["ssim"].shape == (5,) and (quality["ssim"] < 1).all()
     tabular = reconstruction_quality(build_model(VAEConfig([6], [8], 2)), x.reshape(5, -1)[:, :6], 4)

@@ -25,7 +25,6 @@ def shrink(params: dict) -> dict:
     params["model"].update(hidden_dims=[32, 16], latent_dim=4)
     params["train"].update(epochs=20, lr=0.003, kl_warmup_epochs=3, device="cpu")
     params["score"]["elbo_samples"] = 2
-    params["baselines"].update(epochs=3, hidden_dims=[16], latent_dim=2)
     return params
 
 

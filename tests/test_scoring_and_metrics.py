@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
+from support import score_params
 from vae_anomaly.metrics import detection_metrics, evaluate, per_type_metrics
 from vae_anomaly.models import VAE, VAEConfig
 from vae_anomaly.scores import compute_scores, negative_elbo
@@ -94,9 +95,36 @@ def test_compute_scores_is_deterministic_and_batched():
     model = VAE(VAEConfig([5], [8], 2))
     x = np.random.default_rng(0).normal(size=(50, 5)).astype(np.float32)
     names = ["negative_elbo", "reconstruction_mse"]
-    a = compute_scores(model, x, names, batch_size=7, elbo_samples=4, seed=0)
-    b = compute_scores(model, x, names, batch_size=7, elbo_samples=4, seed=0)
+    a = compute_scores(model, x, score_params(names, batch_size=7, elbo_samples=4), seed=0)
+    b = compute_scores(model, x, score_params(names, batch_size=7, elbo_samples=4), seed=0)
     np.testing.assert_array_equal(a["negative_elbo"], b["negative_elbo"])
-    full = compute_scores(model, x, ["reconstruction_mse"], batch_size=64, elbo_samples=1, seed=0)
+    full = compute_scores(model, x, score_params(["reconstruction_mse"], batch_size=64), seed=0)
     np.testing.assert_allclose(a["reconstruction_mse"], full["reconstruction_mse"], rtol=1e-5)
     assert a["negative_elbo"].shape == (50,)
+
+
+def test_weighted_ranking_metrics_equal_scikit_learns_with_sample_weights_ties_included():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from vae_anomaly.metrics import weighted_ranking_metrics
+
+    rng = np.random.default_rng(0)
+    labels = rng.random(300) < 0.2
+    scores = np.round(rng.normal(size=300) + labels, 1)  # rounded: many ties
+    weights = rng.integers(0, 4, size=(5, 300)).astype(float)
+    weights[0] = 1.0
+    roc, ap = weighted_ranking_metrics(labels, scores, weights)
+    for b in range(5):
+        assert roc[b] == pytest.approx(roc_auc_score(labels, scores, sample_weight=weights[b]), abs=1e-12)
+        assert ap[b] == pytest.approx(average_precision_score(labels, scores, sample_weight=weights[b]), abs=1e-12)
+
+
+def test_stratified_bootstrap_keeps_each_class_count():
+    from vae_anomaly.metrics import stratified_bootstrap_weights
+
+    labels = np.r_[np.zeros(30), np.ones(7)]
+    weights = stratified_bootstrap_weights(labels, 50, seed=1)
+    assert weights.shape == (50, 37)
+    np.testing.assert_array_equal(weights[:, labels == 1].sum(axis=1), 7)
+    np.testing.assert_array_equal(weights[:, labels == 0].sum(axis=1), 30)
+    assert len({tuple(row) for row in weights}) > 40  # resamples differ

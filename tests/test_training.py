@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from vae_anomaly.models import (
     save_model,
 )
 from vae_anomaly.io import UserError
+from vae_anomaly.pipeline import posterior_collapse
 from vae_anomaly.schedules import kl_weight, reaches_full_beta
 from vae_anomaly.training import fit, seed_everything
 
@@ -195,3 +198,19 @@ def test_checkpoint_round_trip_and_bad_file(tmp_path):
     torch.save({"weights": torch.zeros(2)}, path)
     with pytest.raises(UserError, match="not written by this project"):
         load_model(path)
+
+
+def test_a_collapsed_posterior_is_detected_and_warned_about(caplog):
+    torch.manual_seed(0)
+    model = build_model(VAEConfig([6], [8], 3))
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    assert posterior_collapse(model, x, batch_size=16) == {"active_dims": 3, "posterior_collapse": False}
+    with torch.no_grad():  # q(z|x) = N(0, I) = p(z) for every x: no dimension carries information
+        for layer in (model.to_mu, model.to_logvar):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    with caplog.at_level(logging.WARNING, logger="vae_anomaly"):
+        assert posterior_collapse(model, x, batch_size=16) == {"active_dims": 0, "posterior_collapse": True}
+    assert "posterior collapse: none of the 3 latent dimensions" in caplog.text
+    plain = build_model(VAEConfig([6], [8], 3, kind="ae"))
+    assert posterior_collapse(plain, x, batch_size=16) == {"active_dims": None, "posterior_collapse": None}

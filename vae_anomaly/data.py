@@ -14,14 +14,15 @@ Tabular arrays are (N, D), standardised with training statistics; images are flo
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from . import datasets
-from .io import UserError
+from .sizing import MIN_TRAIN_ROWS, MIN_VAL_ROWS, Adaptations, validation_rows
 
 NORMAL = "normal"
 OUTLIER = "outlier"  # the one anomaly kind of blobs2d
@@ -41,6 +42,8 @@ class Splits:
     # (blobs2d); None where they are normal by construction.
     train_label: np.ndarray | None = None
     val_label: np.ndarray | None = None
+    # What a small dataset changed (data.val_fraction raised to its minimum), by param.
+    adaptations: Adaptations = field(default_factory=dict)
 
     def labels(self) -> dict[str, np.ndarray]:
         """The arrays of data/prepared/labels.npz: the test labels, and train/val labels if any."""
@@ -65,6 +68,7 @@ class Splits:
                 "n_anomalies": int(self.test_label.sum()),
                 "by_kind": dict(sorted(Counter(self.test_kind.tolist()).items())),
             },
+            "adaptations": self.adaptations,
         }
 
 
@@ -136,11 +140,6 @@ def make_synthetic(cfg: dict[str, Any], seed: int) -> Splits:
     return standardize(splits)
 
 
-def n_validation(n: int, val_fraction: float) -> int:
-    """Validation samples carved out of ``n``: at least one, and one left for training."""
-    return min(max(1, round(val_fraction * n)), n - 1)
-
-
 def make_blobs2d(cfg: dict[str, Any], seed: int, val_fraction: float) -> Splits:
     """PyOD's ``generate_data``, the data of PyOD's VAE example: a Gaussian blob of inliers
     and uniformly scattered outliers, ``contamination`` of both train and test. Standardised
@@ -154,13 +153,15 @@ def make_blobs2d(cfg: dict[str, Any], seed: int, val_fraction: float) -> Splits:
     # generate_data puts the outliers last; shuffle before carving out the validation split.
     # Validation is then contaminated like training: the pipeline stays unsupervised.
     order = np.random.default_rng(seed).permutation(len(x_train))
-    n_val = n_validation(len(order), val_fraction)
+    n_val, adapted = validation_rows(
+        len(order), val_fraction, f"data.blobs2d.n_train = {cfg['n_train']}", "raise data.blobs2d.n_train"
+    )
     val, train = order[:n_val], order[n_val:]
     y_train, y_test = y_train.astype(np.int64), y_test.astype(np.int64)
     splits = Splits(
         x_train[train], x_train[val], x_test,
         y_test, np.where(y_test == 1, OUTLIER, NORMAL),
-        train_label=y_train[train], val_label=y_train[val],
+        train_label=y_train[train], val_label=y_train[val], adaptations=adapted,
     )
     return standardize(splits)
 
@@ -194,12 +195,17 @@ def split_by_protocol(
 
     normal_train = images.train_images[~np.isin(images.train_labels, anomalous)]
     order = rng.permutation(len(normal_train))
-    n_val = n_validation(len(order), val_fraction)
+    n_val, adapted = validation_rows(
+        len(order), val_fraction,
+        f"data.protocol = {protocol!r} with data.classes = {classes} on {len(images.train_labels)} training images",
+        "choose data.protocol and data.classes that leave more normal training images",
+    )
     is_anomaly = np.isin(images.test_labels, anomalous)
     names = np.array(images.class_names)
     return Splits(
         normal_train[order[n_val:]], normal_train[order[:n_val]], images.test_images,
         is_anomaly.astype(np.int64), np.where(is_anomaly, names[images.test_labels], NORMAL),
+        adaptations=adapted,
     )
 
 
@@ -211,22 +217,29 @@ def split_table(
     anomaly for the test set. Standardised with the training split's statistics."""
     rng = np.random.default_rng(seed)
     normal = rng.permutation(np.flatnonzero(table.labels == 0))
-    if len(normal) < 3:
-        raise UserError(
-            f"data.file.path = {table.path!r} has {len(normal)} normal rows (label 0); at least 3 "
-            "are needed (training, validation and test each need one)"
-        )
-    n_fit = min(max(2, round(train_fraction * len(normal))), len(normal) - 1)
+    n_fit = max(0, min(round(train_fraction * len(normal)), len(normal) - 1))  # >= 1 normal test row
+    n_val, adapted = validation_rows(
+        n_fit, val_fraction,
+        f"data.file.train_fraction = {train_fraction:g} of the {len(normal)} normal rows (label 0) of {table.path}",
+        _more_training_rows(len(normal)),
+    )
     fit, held_out = normal[:n_fit], normal[n_fit:]
-    n_val = n_validation(n_fit, val_fraction)
     test_rows = rng.permutation(np.concatenate([held_out, np.flatnonzero(table.labels == 1)]))
     test_label = table.labels[test_rows]
     x = table.features
     splits = Splits(
         x[fit[n_val:]], x[fit[:n_val]], x[test_rows],
-        test_label, np.where(test_label == 1, ANOMALY, NORMAL),
+        test_label, np.where(test_label == 1, ANOMALY, NORMAL), adaptations=adapted,
     )
     return standardize(splits)
+
+
+def _more_training_rows(n_normal: int) -> str:
+    """What to change when a table's normal rows give too few for training and validation."""
+    needed = MIN_TRAIN_ROWS + MIN_VAL_ROWS
+    if n_normal > needed:  # one normal row must stay for the test set
+        return f"raise data.file.train_fraction to {math.ceil(100 * needed / n_normal) / 100:.2f} or more"
+    return f"use a table with more normal rows: at least {needed + 1}, {2 * needed} at data.file.train_fraction 0.5"
 
 
 def make_splits(data_params: dict[str, Any]) -> Splits:

@@ -53,10 +53,11 @@ def image_examples(splits: Splits) -> plt.Figure:
 
 def tabular_scatter(splits: Splits) -> plt.Figure:
     """Training and test samples, anomalies in red: the features themselves for 2-D data,
-    otherwise their projection on the training split's first two principal components."""
+    the one feature against the row number for 1-D data, otherwise their projection on the
+    training split's first two principal components."""
     mean = splits.train.mean(axis=0)
-    if splits.train.shape[1] == 2:
-        basis, axis_name = np.eye(2), "feature {}"
+    if splits.train.shape[1] <= 2:
+        basis, axis_name = np.eye(splits.train.shape[1]), "feature {}"
     else:
         basis = np.linalg.svd(splits.train - mean, full_matrices=False)[2][:2].T
         axis_name = "principal component {} of the training split"
@@ -68,6 +69,8 @@ def tabular_scatter(splits: Splits) -> plt.Figure:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharex=True, sharey=True)
     for ax, (title, x, label) in zip(axes, panels):
         points = (x - mean) @ basis
+        if points.shape[1] == 1:
+            points = np.column_stack([points[:, 0], np.arange(len(x))])
         label = np.zeros(len(x), dtype=int) if label is None else label
         for value, color, name in ((0, NORMAL_COLOR, "normal"), (1, ANOMALY_COLOR, "anomaly")):
             chosen = points[label == value]
@@ -77,7 +80,7 @@ def tabular_scatter(splits: Splits) -> plt.Figure:
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(axis_name.format(1))
         ax.legend(loc="best", fontsize=8, markerscale=3)
-    axes[0].set_ylabel(axis_name.format(2))
+    axes[0].set_ylabel(axis_name.format(2) if splits.train.shape[1] > 1 else "row")
     fig.tight_layout()
     return fig
 

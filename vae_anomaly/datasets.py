@@ -185,8 +185,8 @@ def load_table(path: str | Path, label_column: str) -> LabelledTable:
             f"{path}: unknown file type {suffix or '(none)'!r}; data.source = 'file' reads "
             f"{', '.join(TABLE_FORMATS)}"
         )
-    if features.shape[1] < 2:
-        raise UserError(f"{path} has {features.shape[1]} feature column(s); at least 2 are needed")
+    if features.shape[1] == 0:
+        raise UserError(f"{path} has no feature columns, only labels; at least one is needed")
     for j, name in enumerate(names):
         _require_finite(path, name, features[:, j])
     return LabelledTable(features, _binary_labels(path, label_name, labels), names, str(path))

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from .schedules import reaches_full_beta
+from .sizing import MIN_TRAIN_ROWS, MIN_VAL_ROWS
 
 
 class ParamsError(ValueError):
@@ -106,12 +107,18 @@ class Flag:
 
 SCORES = (
     "reconstruction_mse", "negative_elbo", "iwae", "complexity_corrected", "kl_to_prior",
-    "latent_mahalanobis",
+    "latent_mahalanobis", "latent_knn", "latent_residual_knn",
 )
 # Scores that need a Gaussian posterior and a N(0, I) prior (model.kind: vae), and images.
 VAE_ONLY_SCORES = ("iwae", "complexity_corrected", "kl_to_prior")
 IMAGE_ONLY_SCORES = ("complexity_corrected",)
-BASELINES = ("iforest", "ecod", "knn", "autoencoder", "vae")  # PyOD detectors (vae_anomaly.baselines)
+# Scores that compare a sample with the training split (vae_anomaly.scores.fit_reference).
+REFERENCE_SCORES = ("latent_mahalanobis", "latent_knn", "latent_residual_knn")
+# Scores that need a likelihood that is a code length of the 8-bit image.
+DISCRETE_LIKELIHOOD_SCORES = ("complexity_corrected",)
+LIKELIHOODS = ("gaussian", "bernoulli", "discretized_logistic")
+# PyOD detectors and the model-free compressed length (vae_anomaly.baselines).
+BASELINES = ("iforest", "ecod", "knn", "autoencoder", "vae", "compressed_length")
 THRESHOLD_METHODS = ("mean_std", "percentile")
 KL_SCHEDULES = ("constant", "monotonic", "cyclical")
 DATA_SOURCES = ("synthetic", "blobs2d", "digits", "mnist", "fashion_mnist", "file")
@@ -134,8 +141,8 @@ SCHEMA: dict[str, Any] = {
             "n_features": Int(2),
             "latent_dim": Int(1),
             "noise_std": Number(0, low_open=True),
-            "n_train": Int(1),
-            "n_val": Int(2),
+            "n_train": Int(MIN_TRAIN_ROWS),
+            "n_val": Int(MIN_VAL_ROWS),
             "n_test": Int(2),
             "mean_shift": {
                 "share": Number(0, 1),
@@ -173,7 +180,7 @@ SCHEMA: dict[str, Any] = {
         "hidden_dims": ListOf(Int(1), unique=False),
         "conv_channels": ListOf(Int(1), unique=False),
         "latent_dim": Int(1),
-        "likelihood": Choice(("gaussian", "bernoulli")),
+        "likelihood": Choice(LIKELIHOODS),
         "beta": Number(0),
     },
     "train": {
@@ -194,6 +201,7 @@ SCHEMA: dict[str, Any] = {
         "elbo_samples": Int(1),
         "iwae_samples": Int(1),
         "complexity_codec": Choice(("jpeg2000", "png")),
+        "knn_neighbors": Int(1),
         "batch_size": Int(1),
     },
     "threshold": {
@@ -205,12 +213,8 @@ SCHEMA: dict[str, Any] = {
     "baselines": {
         "names": ListOf(Choice(BASELINES), min_len=0),
         "seed": Int(0),
-        "max_train": Int(2),
         "knn_neighbors": Int(1),
-        "hidden_dims": ListOf(Int(1), unique=False),
-        "latent_dim": Int(1),
-        "epochs": Int(1),
-        "batch_size": Int(2),
+        "on_error": Choice(("record", "stop")),
     },
     "plot": {
         "n_images": Int(1, 64),
@@ -306,6 +310,23 @@ def _check_scores_apply(p: dict[str, Any]) -> None:
                 f"score.names includes {name!r}, which measures image complexity, but "
                 f"data.source = {source!r} is tabular; use it with {', '.join(N_CLASSES)}"
             )
+        if name in DISCRETE_LIKELIHOOD_SCORES and p["model"]["likelihood"] != "discretized_logistic":
+            raise ParamsError(
+                f"score.names includes {name!r}, which compares -log2 p(x) with the compressed "
+                "length of the 8-bit image, so p(x) must be a distribution over the 256 "
+                f"intensities: set model.likelihood = 'discretized_logistic' (not "
+                f"{p['model']['likelihood']!r}), or remove {name!r} from score.names"
+            )
+    if "compressed_length" in p["baselines"]["names"] and source not in N_CLASSES:
+        raise ParamsError(
+            "baselines.names includes 'compressed_length', the compressed length of an image, "
+            f"but data.source = {source!r} is tabular; use it with {', '.join(N_CLASSES)}"
+        )
+    if p["model"]["likelihood"] == "discretized_logistic" and source not in N_CLASSES:
+        raise ParamsError(
+            "model.likelihood = 'discretized_logistic' models 8-bit pixel intensities, but "
+            f"data.source = {source!r} is tabular; use 'gaussian'"
+        )
 
 
 def _check_file(data: dict[str, Any]) -> None:

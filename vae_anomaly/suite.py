@@ -1,0 +1,307 @@
+"""The detection suite: every detector (each VAE score, the baselines) on many tasks, through
+the pipeline's own functions, summarised with bootstrap confidence intervals, seed spreads,
+family means and win counts (docs/suite.md).
+
+Protocol:
+- A task is the params of one pipeline run: params.yaml, then the overrides of its kind
+  (tabular or images), its family and itself. Its splits come from ``make_splits``, as in
+  ``prepare``; a family may cap the rows of each split (seeded) to fit the CPU budget.
+- Each test split is cut once, stratified by label, into a development half and a report
+  half (``split_seed``). Methods and settings are chosen on the development halves only;
+  every reported number comes from the report halves, whose labels never chose anything.
+- Every seed trains the VAE and the seeded baselines again (``train.seed``,
+  ``baselines.seed``); the data stay fixed (``data.seed``), so the spread is the training's.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .baselines import baseline_scores
+from .data import make_splits
+from .io import UserError, log, read_arrays, write_arrays, write_json
+from .metrics import stratified_bootstrap_weights, weighted_ranking_metrics
+from .params import ParamsError, validate
+
+KINDS = ("tabular", "images")
+# Baselines whose scores do not depend on baselines.seed: fitted once per task, not per seed.
+UNSEEDED_BASELINES = ("ecod", "knn", "compressed_length")
+CI_LEVEL = 0.95
+
+
+@dataclass
+class Task:
+    name: str  # family/task
+    family: str
+    kind: str
+    params: dict[str, Any]  # validated; train.seed and baselines.seed are set per run
+    limits: dict[str, int]  # split -> most rows kept (seeded), for the CPU budget
+
+
+@dataclass
+class Suite:
+    seeds: list[int]
+    split_seed: int
+    bootstrap_resamples: int
+    recommended: dict[str, str]  # kind -> detector
+    tasks: list[Task]
+    quick: list[str] = field(default_factory=list)
+
+
+def set_dotted(params: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = params
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            raise UserError(f"suite override {key!r}: {part!r} is not a params section")
+        node = node[part]
+    if leaf not in node:
+        raise UserError(f"suite override {key!r}: no such param")
+    node[leaf] = value
+
+
+def load_suite(spec: dict[str, Any], base_params: dict[str, Any], data_root: str) -> Suite:
+    """The suite described by ``spec`` (benchmarks/suite.yaml), every task's params built
+    from ``base_params`` and validated before anything runs. ``{data_root}`` in a string
+    override is replaced by ``data_root``."""
+    kinds = spec.get("kinds", {})
+    tasks = []
+    for family, fam in spec["families"].items():
+        kind = fam["kind"]
+        if kind not in KINDS or kind not in kinds:
+            raise UserError(f"suite family {family!r}: kind {kind!r} must be one of {KINDS} and defined under kinds")
+        task_specs = dict(fam.get("tasks") or {})
+        for c in fam.get("held_out_classes", []):  # leave-one-class-out: each class in turn
+            task_specs[str(c)] = {"data.classes": [c]}
+        for task, overrides in task_specs.items():
+            params = copy.deepcopy(base_params)
+            for layer in (kinds[kind].get("set"), fam.get("set"), overrides):
+                for key, value in (layer or {}).items():
+                    if isinstance(value, str) and "{data_root}" in value:
+                        if not data_root:
+                            raise UserError(
+                                f"suite task {family}/{task} reads {key} from the data root: pass "
+                                "--data-root (the folder holding MNIST/, FashionMNIST/ and odds/, e.g. "
+                                "../shared/datasets) or set VAE_ANOMALY_DATA_ROOT"
+                            )
+                        value = value.replace("{data_root}", data_root)
+                    set_dotted(params, key, value)
+            name = f"{family}/{task}"
+            try:
+                validate(params)
+            except ParamsError as err:
+                raise UserError(f"suite task {name}: {err}") from err
+            tasks.append(Task(name, family, kind, params, dict(fam.get("limits") or {})))
+    return Suite(
+        seeds=list(spec["seeds"]), split_seed=int(spec["split_seed"]),
+        bootstrap_resamples=int(spec["bootstrap_resamples"]),
+        recommended={kind: k["recommended"] for kind, k in kinds.items()},
+        tasks=tasks, quick=list(spec.get("quick", [])),
+    )
+
+
+def development_mask(labels: np.ndarray, seed: int) -> np.ndarray:
+    """True for the development half of a test split: half of the normal samples and half of
+    the anomalies (rounded down), chosen with ``seed``; the rest is the report half."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), dtype=bool)
+    for value in (0, 1):
+        members = rng.permutation(np.flatnonzero(labels == value))
+        mask[members[: len(members) // 2]] = True
+    return mask
+
+
+def capped(x: np.ndarray, most: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded subsample of at most ``most`` of ``len(x)`` rows."""
+    if most is None or len(x) <= most:
+        return np.arange(len(x))
+    return np.sort(np.random.default_rng(seed).choice(len(x), size=most, replace=False))
+
+
+@dataclass
+class Prepared:
+    features: dict[str, np.ndarray]  # train, val, test
+    labels: np.ndarray  # test labels
+    development: np.ndarray  # test rows whose labels may choose methods
+
+
+def prepare(task: Task, split_seed: int) -> Prepared:
+    splits = make_splits(task.params["data"])
+    features = {"train": splits.train, "val": splits.val, "test": splits.test}
+    labels = splits.test_label
+    for split in features:
+        rows = capped(features[split], task.limits.get(split), split_seed)
+        features[split] = features[split][rows]
+        if split == "test":
+            labels = labels[rows]
+    if len(np.unique(labels)) < 2:
+        raise UserError(f"suite task {task.name}: its test split has one class only")
+    return Prepared(features, labels, development_mask(labels, split_seed))
+
+
+def with_seed(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    out = copy.deepcopy(params)
+    out["train"]["seed"] = seed
+    out["baselines"]["seed"] = seed
+    return out
+
+
+def run_seed(
+    task: Task, data: Prepared, seed: int, device: Any, unseeded: dict[str, np.ndarray] | None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Test scores of every detector for one training seed (the VAE's scores under their own
+    names, baselines prefixed ``pyod_`` or kept as named), and the VAE's training summary.
+    ``unseeded`` are the scores of UNSEEDED_BASELINES from an earlier seed, reused."""
+    from .pipeline import score_splits, train_model  # torch: only when a model is trained
+
+    params = with_seed(task.params, seed)
+    model, _, summary = train_model(data.features["train"], data.features["val"], params, device)
+    scores = score_splits(model, data.features, params["score"], seed, splits=("test",))["test"]
+    names = params["baselines"]["names"]
+    todo = [n for n in names if unseeded is None or n not in UNSEEDED_BASELINES]
+    fitted, record = baseline_scores(data.features, {**params, "baselines": {**params["baselines"], "names": todo}},
+                                     str(device))
+    if record["failed"]:
+        raise UserError(f"suite task {task.name}, seed {seed}: baselines failed: {record['failed']}")
+    for name in names:
+        scores[baseline_name(name)] = fitted[name] if name in fitted else unseeded[name]
+    keep = ("epochs_run", "best_epoch", "active_dims", "posterior_collapse")
+    return scores, {k: summary[k] for k in keep}
+
+
+def baseline_name(name: str) -> str:
+    """Baselines in the suite's tables: PyOD's detectors as pyod_<name>, beside our scores."""
+    return name if name == "compressed_length" else f"pyod_{name}"
+
+
+def code_version() -> str:
+    """A hash of the package's source: cached scores are reused only with the same code."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def task_scores(task: Task, suite: Suite, device: Any, cache: Path | None) -> tuple[Prepared, list[dict[str, np.ndarray]], list[dict[str, Any]]]:
+    """Every seed's test scores of ``task``: from ``cache`` when it holds them for the same
+    params, limits, seeds and code, else computed (and cached)."""
+    key = hashlib.sha256(json.dumps(
+        [task.params, task.limits, suite.seeds, suite.split_seed, code_version()], sort_keys=True
+    ).encode()).hexdigest()[:16]
+    data = prepare(task, suite.split_seed)
+    path = cache / f"{task.name.replace('/', '__')}-{key}.npz" if cache else None
+    if path is not None and path.is_file():
+        arrays = read_arrays(path)
+        runs = [{k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{s}/")} for s in suite.seeds]
+        summaries = json.loads((path.with_suffix(".json")).read_text())
+        return data, runs, summaries
+    runs, summaries, unseeded = [], [], None
+    for seed in suite.seeds:
+        start = time.perf_counter()
+        scores, summary = run_seed(task, data, seed, device, unseeded)
+        unseeded = {n: scores[baseline_name(n)] for n in UNSEEDED_BASELINES if baseline_name(n) in scores}
+        summary["seconds"] = round(time.perf_counter() - start, 1)
+        runs.append(scores)
+        summaries.append(summary)
+        log.info("suite %s seed %d: %.1f s", task.name, seed, summary["seconds"])
+    if path is not None:
+        write_arrays(path, **{f"{s}/{k}": v for s, run in zip(suite.seeds, runs) for k, v in run.items()})
+        write_json(path.with_suffix(".json"), summaries)
+    return data, runs, summaries
+
+
+def interval(values: np.ndarray) -> list[float]:
+    """The central CI_LEVEL percentile interval of bootstrap replicates."""
+    tail = 100 * (1 - CI_LEVEL) / 2
+    return [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
+
+
+def task_metrics(
+    data: Prepared, runs: list[dict[str, np.ndarray]], resamples: int, seed: int
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Per detector: the development half's ROC-AUC and PR-AUC (mean over seeds), and the
+    report half's, with the seed spread and a bootstrap CI over its rows (resampled within
+    each class, the same resamples for every detector and seed). Also returns the bootstrap
+    replicates of each detector's seed-mean report ROC-AUC and PR-AUC, for family means."""
+    dev, rep = data.development, ~data.development
+    weights = np.vstack([np.ones(rep.sum()), stratified_bootstrap_weights(data.labels[rep], resamples, seed)])
+    out, replicates = {}, {}
+    for name in runs[0]:
+        dev_metrics = np.array([weighted_ranking_metrics(data.labels[dev], r[name][dev], np.ones((1, dev.sum())))
+                                for r in runs])[:, :, 0]  # (seeds, 2)
+        roc, ap = (np.array(m) for m in zip(*(weighted_ranking_metrics(data.labels[rep], r[name][rep], weights)
+                                               for r in runs)))  # each (seeds, 1 + resamples)
+        out[name] = {
+            "development": {"roc_auc": float(dev_metrics[:, 0].mean()), "pr_auc": float(dev_metrics[:, 1].mean())},
+            "report": {
+                "roc_auc": float(roc[:, 0].mean()), "roc_auc_ci": interval(roc[:, 1:].mean(axis=0)),
+                "roc_auc_seeds": [float(v) for v in roc[:, 0]],
+                "pr_auc": float(ap[:, 0].mean()), "pr_auc_ci": interval(ap[:, 1:].mean(axis=0)),
+                "pr_auc_seeds": [float(v) for v in ap[:, 0]],
+            },
+        }
+        replicates[name] = np.stack([roc.mean(axis=0), ap.mean(axis=0)])  # (2, 1 + resamples)
+    return out, replicates
+
+
+def family_summary(
+    results: dict[str, dict[str, Any]], replicates: dict[str, dict[str, np.ndarray]], tasks: list[str]
+) -> dict[str, Any]:
+    """Mean report ROC-AUC and PR-AUC over ``tasks`` per detector, with a bootstrap CI (tasks'
+    resamples are independent, so the mean of their replicates), the spread over seeds (std of
+    the per-seed family means), and the tasks each detector wins (highest report ROC-AUC;
+    ties count for each)."""
+    detectors = [d for d in results[tasks[0]] if all(d in results[t] for t in tasks)]
+    summary: dict[str, Any] = {}
+    for d in detectors:
+        stacked = np.mean([replicates[t][d] for t in tasks], axis=0)  # (2, 1 + resamples)
+        seeds = {m: np.mean([results[t][d]["report"][f"{m}_seeds"] for t in tasks], axis=0) for m in ("roc_auc", "pr_auc")}
+        summary[d] = {
+            "roc_auc": float(stacked[0, 0]), "roc_auc_ci": interval(stacked[0, 1:]),
+            "roc_auc_seed_std": float(np.std(seeds["roc_auc"])),
+            "pr_auc": float(stacked[1, 0]), "pr_auc_ci": interval(stacked[1, 1:]),
+            "pr_auc_seed_std": float(np.std(seeds["pr_auc"])),
+            "development_roc_auc": float(np.mean([results[t][d]["development"]["roc_auc"] for t in tasks])),
+            "wins": 0,
+        }
+    for t in tasks:
+        best = max(results[t][d]["report"]["roc_auc"] for d in detectors)
+        for d in detectors:
+            if results[t][d]["report"]["roc_auc"] == best:
+                summary[d]["wins"] += 1
+    return summary
+
+
+def run_suite(suite: Suite, device: Any, cache: Path | None, only: list[str] | None = None) -> dict[str, Any]:
+    """Run ``suite`` (its tasks named in ``only``, or all) and summarise it."""
+    tasks = [t for t in suite.tasks if only is None or t.name in only]
+    if only is not None and len(tasks) != len(set(only)):
+        unknown = sorted(set(only) - {t.name for t in suite.tasks})
+        raise UserError(f"no suite task named {unknown[0]!r}; tasks are family/task, e.g. {suite.tasks[0].name}")
+    results, replicates, training, seconds = {}, {}, {}, {}
+    for i, task in enumerate(tasks):
+        log.info("suite task %d/%d: %s", i + 1, len(tasks), task.name)
+        start = time.perf_counter()
+        data, runs, summaries = task_scores(task, suite, device, cache)
+        results[task.name], replicates[task.name] = task_metrics(data, runs, suite.bootstrap_resamples, suite.split_seed)
+        training[task.name] = summaries
+        seconds[task.name] = round(time.perf_counter() - start, 1)
+    families: dict[str, Any] = {}
+    for family in dict.fromkeys(t.family for t in tasks):
+        names = [t.name for t in tasks if t.family == family]
+        kind = next(t.kind for t in tasks if t.family == family)
+        families[family] = {"kind": kind, "tasks": names, "detectors": family_summary(results, replicates, names)}
+    return {
+        "protocol": {
+            "seeds": suite.seeds, "split_seed": suite.split_seed, "bootstrap_resamples": suite.bootstrap_resamples,
+            "ci_level": CI_LEVEL, "recommended": suite.recommended,
+        },
+        "families": families, "tasks": results, "training": training, "seconds": seconds,
+    }
