@@ -55,7 +55,7 @@ def without_times(result: dict) -> dict:
     del out["seconds"]
     for runs in out["training"].values():
         for run in runs:
-            del run["seconds"]
+            del run["seconds"]  # {step: seconds}
     return out
 
 

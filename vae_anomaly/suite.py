@@ -162,18 +162,26 @@ def run_seed(
     from .pipeline import score_splits, train_model  # torch: only when a model is trained
 
     params = with_seed(task.params, seed)
+    seconds = {}
+    start = time.perf_counter()
     model, _, summary = train_model(data.features["train"], data.features["val"], params, device)
+    seconds["train"] = time.perf_counter() - start
+    start = time.perf_counter()
     scores = score_splits(model, data.features, params["score"], seed, splits=("test",))["test"]
-    names = params["baselines"]["names"]
-    todo = [n for n in names if unseeded is None or n not in UNSEEDED_BASELINES]
-    fitted, record = baseline_scores(data.features, {**params, "baselines": {**params["baselines"], "names": todo}},
-                                     str(device))
-    if record["failed"]:
-        raise UserError(f"suite task {task.name}, seed {seed}: baselines failed: {record['failed']}")
-    for name in names:
-        scores[baseline_name(name)] = fitted[name] if name in fitted else unseeded[name]
+    seconds["score"] = time.perf_counter() - start
+    for name in params["baselines"]["names"]:
+        if unseeded is not None and name in UNSEEDED_BASELINES:
+            scores[baseline_name(name)] = unseeded[name]
+            continue
+        start = time.perf_counter()
+        fitted, record = baseline_scores(data.features, {**params, "baselines": {**params["baselines"], "names": [name]}},
+                                         str(device))
+        if record["failed"]:
+            raise UserError(f"suite task {task.name}, seed {seed}: baseline {name} failed: {record['failed'][name]}")
+        scores[baseline_name(name)] = fitted[name]
+        seconds[baseline_name(name)] = time.perf_counter() - start
     keep = ("epochs_run", "best_epoch", "active_dims", "posterior_collapse")
-    return scores, {k: summary[k] for k in keep}
+    return scores, {**{k: summary[k] for k in keep}, "seconds": {k: round(v, 1) for k, v in seconds.items()}}
 
 
 def baseline_name(name: str) -> str:
@@ -204,13 +212,11 @@ def task_scores(task: Task, suite: Suite, device: Any, cache: Path | None) -> tu
         return data, runs, summaries
     runs, summaries, unseeded = [], [], None
     for seed in suite.seeds:
-        start = time.perf_counter()
         scores, summary = run_seed(task, data, seed, device, unseeded)
         unseeded = {n: scores[baseline_name(n)] for n in UNSEEDED_BASELINES if baseline_name(n) in scores}
-        summary["seconds"] = round(time.perf_counter() - start, 1)
         runs.append(scores)
         summaries.append(summary)
-        log.info("suite %s seed %d: %.1f s", task.name, seed, summary["seconds"])
+        log.info("suite %s seed %d: %s s", task.name, seed, summary["seconds"])
     if path is not None:
         write_arrays(path, **{f"{s}/{k}": v for s, run in zip(suite.seeds, runs) for k, v in run.items()})
         write_json(path.with_suffix(".json"), summaries)
