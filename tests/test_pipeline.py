@@ -72,7 +72,7 @@ def test_repro_writes_metrics_and_is_then_up_to_date(project):
     for key in ("roc_auc", "pr_auc", "precision", "recall", "f1", "n_flagged", "threshold"):
         assert key in metrics
     assert set(metrics["per_type"]) == {"mean_shift", "correlation_break", "variance_explosion"}
-    assert set(metrics["scores"]) == {"negative_elbo", "reconstruction_mse"}
+    assert set(metrics["scores"]) == {"latent_residual_knn", "negative_elbo", "reconstruction_mse"}
     assert metrics["reconstruction"]["mse_normal"] > 0 and metrics["reconstruction"]["n_normal"] > 0
     assert metrics["latent"]["latent_dim"] == 2 and metrics["latent"]["w2_normal_anomaly"] > 0
     assert 0 <= metrics["latent"]["active_dims"] <= 2
