@@ -48,10 +48,13 @@ def markdown(result: dict[str, Any]) -> str:
     """The suite's tables: per family, every detector's mean over tasks (95% bootstrap CI,
     std over seeds, wins), then each task's report ROC-AUC and PR-AUC with their CIs."""
     proto = result["protocol"]
+    half = proto["half"]
     lines = [
-        "# Detection suite",
+        "# Detection suite" + (" (development halves: for choosing, not for reporting)" if half == "development" else ""),
         "",
-        f"Report halves of each task's test split (the development halves chose the methods). "
+        ("Report halves of each task's test split (the development halves chose the methods). "
+         if half == "report" else "Development halves of each task's test split, the only labels that choose methods. ")
+        + 
         f"Mean over seeds {proto['seeds']}; [{proto['ci_level']:.0%} bootstrap CI over test rows, "
         f"{proto['bootstrap_resamples']} resamples within each class]; ± = std over seeds of the mean. "
         f"Recommended: " + ", ".join(f"{kind}: `{d}`" for kind, d in proto["recommended"].items()) + ".",
@@ -66,12 +69,13 @@ def markdown(result: dict[str, Any]) -> str:
             name = f"**{d}** (recommended)" if d == recommended else d
             rows.append([name, f"{with_ci(m, 'roc_auc')} ±{m['roc_auc_seed_std']:.3f}",
                          f"{with_ci(m, 'pr_auc')} ±{m['pr_auc_seed_std']:.3f}", str(m["wins"]),
-                         fmt(m["development_roc_auc"])])
-        lines += table(["detector", "mean ROC-AUC", "mean PR-AUC", "wins", "development ROC-AUC"], rows)
+                         *([fmt(m["development_roc_auc"])] if half == "report" else [])])
+        lines += table(["detector", "mean ROC-AUC", "mean PR-AUC", "wins",
+                        *(["development ROC-AUC"] if half == "report" else [])], rows)
         for metric, title in (("roc_auc", "ROC-AUC"), ("pr_auc", "PR-AUC")):
             lines += ["", f"{family}, {title} per task:", ""]
             lines += table(["task", *detectors], [
-                [task.split("/", 1)[1], *(with_ci(result["tasks"][task][d]["report"], metric) for d in detectors)]
+                [task.split("/", 1)[1], *(with_ci(result["tasks"][task][d][half], metric) for d in detectors)]
                 for task in fam["tasks"]
             ])
     collapsed = [t for t, runs in result["training"].items() if any(r["posterior_collapse"] for r in runs)]
@@ -88,6 +92,10 @@ def main() -> None:
     parser.add_argument("--tasks", help="comma-separated family/task names to run instead of all")
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--seeds", help="comma-separated training seeds instead of the suite's (for trying things)")
+    parser.add_argument("--development", action="store_true",
+                        help="measure on the development halves only (for choosing methods; the report halves are not read)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="tasks run at once, one CPU thread each (default: the CPU count)")
     parser.add_argument("--no-cache", action="store_true", help="recompute every score")
     args = parser.parse_args()
     if not args.config.is_file():
@@ -98,8 +106,14 @@ def main() -> None:
         suite.seeds = [int(s) for s in args.seeds.split(",")]
     from vae_anomaly.models import resolve_device
 
-    result = run_suite(suite, resolve_device("auto"), None if args.no_cache else CACHE, only)
-    stem = "suite" if only is None and not args.seeds else "quick" if args.quick else "selected"
+    half = "development" if args.development else "report"
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: give at least 1")
+    device = resolve_device("auto")
+    jobs = 1 if device.type == "cuda" else args.jobs  # on a GPU, one task at a time owns it
+    result = run_suite(suite, device, None if args.no_cache else CACHE, only, half, jobs)
+    stem = "quick" if args.quick else "selected" if only is not None or args.seeds else "suite"
+    stem = f"development-{stem}" if args.development else stem
     for suffix, text in ((".json", json.dumps(result, indent=1, sort_keys=True) + "\n"), (".md", markdown(result))):
         path = OUT / f"{stem}{suffix}"
         with atomic_path(path) as tmp:

@@ -59,6 +59,8 @@ def stage_error(module: str) -> None:
 @pytest.fixture
 def project(tmp_path, monkeypatch, params):
     params["train"]["device"] = "cpu"
+    # The two scores every model gives; the reference scores would first fit on the train split.
+    params["score"].update(names=["negative_elbo", "reconstruction_mse"], primary="negative_elbo")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -68,12 +70,12 @@ def errors(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-def test_threshold_refuses_non_finite_scores(project, caplog):
-    write_arrays("data/scores/val.npz", negative_elbo=np.array([1.0, np.nan, 2.0]),
-                 reconstruction_mse=np.ones(3))
+def test_threshold_refuses_non_finite_scores(project, params, caplog):
+    primary = params["score"]["primary"]
+    write_arrays("data/scores/val.npz", **{primary: np.array([1.0, np.nan, 2.0])})
     stage_error("threshold")
     assert errors(caplog) == [
-        "score negative_elbo (score.primary) of the val split is not finite in 1 of 3 rows (the "
+        f"score {primary} (score.primary) of the val split is not finite in 1 of 3 rows (the "
         "first, row 1, is nan); re-run `dvc repro -f score`, whose check stops on such scores "
         "and says why"
     ]

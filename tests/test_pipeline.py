@@ -74,9 +74,12 @@ def test_repro_detects_and_is_then_up_to_date(project):
         assert f"Running stage '{stage}'" in log
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert list(metrics)[:5] == ["roc_auc", "pr_auc", "f1", "n_flagged", "threshold"]
-    # It detects: the negative ELBO (score.primary) and the reconstruction error rank the
-    # test set's 15 % anomalies well above chance (0.5), and the threshold flags some rows.
+    # It detects: the primary score (latent_residual_knn), the negative ELBO and the
+    # reconstruction error rank the test set's 15 % anomalies well above chance (0.5), and
+    # the threshold flags some rows.
+    assert set(metrics["scores"]) == {"latent_residual_knn", "negative_elbo", "reconstruction_mse"}
     assert metrics["roc_auc"] > 0.65 and metrics["pr_auc"] > 0.3
+    assert metrics["scores"]["negative_elbo"]["roc_auc"] > 0.65
     assert metrics["scores"]["reconstruction_mse"]["roc_auc"] > 0.75
     assert 0 < metrics["n_flagged"] < metrics["n"] == 400 and metrics["precision"] > 0.3
     assert set(metrics["baselines"]) == {"iforest", "ecod", "knn", "autoencoder", "vae"}

@@ -73,7 +73,8 @@ def test_review_with_nothing_changed(clone, tmp_path):
     assert done.returncode == 0, done.stderr
     report = (clone / "reports/review.md").read_text()
     roc_auc = json.loads((clone / "reports/metrics.json").read_text())["roc_auc"]
-    assert f"**ROC-AUC of `negative_elbo`: {roc_auc:.3g} → {roc_auc:.3g}, unchanged**" in report
+    primary = yaml.safe_load((clone / "params.yaml").read_text())["score"]["primary"]
+    assert f"**ROC-AUC of `{primary}`: {roc_auc:.3g} → {roc_auc:.3g}, unchanged**" in report
     assert f"No metric differs from `{rev}`." in report
     assert f"No param differs from `{rev}`." in report
     assert "Warning" not in report  # dvc status is clean
@@ -98,7 +99,8 @@ def test_review_of_a_beta_change(beta_changed):
     after = json.loads((beta_changed / "reports/metrics.json").read_text())
     delta = after["roc_auc"] - before["roc_auc"]
     verdict = "better" if delta > 0 else "worse"
-    headline = (f"**ROC-AUC of `negative_elbo`: {before['roc_auc']:.3g} → {after['roc_auc']:.3g}, "
+    primary = yaml.safe_load(committed)["score"]["primary"]
+    headline = (f"**ROC-AUC of `{primary}`: {before['roc_auc']:.3g} → {after['roc_auc']:.3g}, "
                 f"{delta:+.3g} ({verdict})**")
     assert headline in report and report.index(headline) < report.index("### All metrics")
     flagged = after["n_flagged"] - before["n_flagged"]

@@ -20,6 +20,7 @@ from vae_anomaly.scores import (
     fit_reference,
     iwae,
     kl_to_prior,
+    likelihood_regret,
     negative_elbo,
 )
 
@@ -236,3 +237,28 @@ def test_latent_residual_knn_weighs_residuals_by_how_rarely_normal_data_has_them
     x = np.array([[0.5, 0.0], [0.0, 0.5]], dtype=np.float32)
     got = compute_scores(model, x, params, seed=0, reference=reference)["latent_residual_knn"]
     assert got[0] > 10 * got[1]
+
+
+def test_likelihood_regret_is_never_negative_and_grows_where_the_encoder_is_wrong():
+    model = model_of(VAEConfig([6], [8], 2))
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.normal(size=(30, 6)), dtype=torch.float32)
+    regret = likelihood_regret(model, x, torch.Generator().manual_seed(0), steps=15, lr=0.1, n_samples=2)
+    assert regret.shape == (30,) and (regret >= 0).all() and (regret > 0).any()
+    # an encoder whose posterior means are pushed far off leaves much more to gain: the
+    # regret measures how far q(z|x) is from the best posterior for x
+    with torch.no_grad():
+        model.to_mu.bias.add_(4.0)
+    worse = likelihood_regret(model, x, torch.Generator().manual_seed(0), steps=15, lr=0.1, n_samples=2)
+    assert worse.mean() > regret.mean()
+    for p in model.parameters():
+        assert p.grad is None  # the decoder and encoder are untouched
+
+
+def test_likelihood_regret_is_seeded_through_compute_scores():
+    model = model_of(VAEConfig([6], [8], 2))
+    x = np.random.default_rng(1).normal(size=(12, 6)).astype(np.float32)
+    a, b = (compute_scores(model, x, score_params(["likelihood_regret"], batch_size=5), seed=3)["likelihood_regret"]
+            for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    assert (a >= 0).all()

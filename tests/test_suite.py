@@ -71,6 +71,7 @@ def test_the_suite_scores_every_detector_and_summarises_each_family(params, tabl
         assert set(metrics) == detectors, task
         for m in metrics.values():
             report = m["report"]
+            assert set(m["development"]) == {"roc_auc", "pr_auc"}
             assert len(report["roc_auc_seeds"]) == 2
             assert report["roc_auc"] == pytest.approx(np.mean(report["roc_auc_seeds"]))
             for metric in ("roc_auc", "pr_auc"):
@@ -85,13 +86,21 @@ def test_the_suite_scores_every_detector_and_summarises_each_family(params, tabl
     assert sum(m["wins"] for m in fam.values()) >= 1
     assert result["families"]["synthetic"]["tasks"] == ["synthetic/default"]
 
-    again = run_suite(suite, "cpu", cache=None)  # recomputed, not cached: the same numbers
+    again = run_suite(suite, "cpu", cache=None, jobs=2)  # recomputed in 2 workers: the same numbers
     assert without_times(again) == without_times(result)
     cached = run_suite(suite, "cpu", cache=tmp_path / "cache")
     assert without_times(cached) == without_times(result)
 
     text = markdown(result)
     assert "**latent_residual_knn** (recommended)" in text and "## tables (1 tasks, tabular)" in text
+
+    # choosing: the development halves alone, from the same cached scores
+    development = run_suite(suite, "cpu", cache=tmp_path / "cache", half="development")
+    for task, metrics in development["tasks"].items():
+        for name, m in metrics.items():
+            assert set(m) == {"development"}, (task, name)
+            assert m["development"]["roc_auc"] == pytest.approx(result["tasks"][task][name]["development"]["roc_auc"])
+    assert "development halves: for choosing" in markdown(development)
 
 
 def test_development_and_report_halves_split_each_class_and_never_overlap():

@@ -107,10 +107,10 @@ class Flag:
 
 SCORES = (
     "reconstruction_mse", "negative_elbo", "iwae", "complexity_corrected", "kl_to_prior",
-    "latent_mahalanobis", "latent_knn", "latent_residual_knn",
+    "latent_mahalanobis", "latent_knn", "latent_residual_knn", "likelihood_regret",
 )
 # Scores that need a Gaussian posterior and a N(0, I) prior (model.kind: vae), and images.
-VAE_ONLY_SCORES = ("iwae", "complexity_corrected", "kl_to_prior")
+VAE_ONLY_SCORES = ("iwae", "complexity_corrected", "kl_to_prior", "likelihood_regret")
 IMAGE_ONLY_SCORES = ("complexity_corrected",)
 # Scores that compare a sample with the training split (vae_anomaly.scores.fit_reference).
 REFERENCE_SCORES = ("latent_mahalanobis", "latent_knn", "latent_residual_knn")
@@ -202,6 +202,8 @@ SCHEMA: dict[str, Any] = {
         "iwae_samples": Int(1),
         "complexity_codec": Choice(("jpeg2000", "png")),
         "knn_neighbors": Int(1),
+        "regret_steps": Int(1),
+        "regret_lr": Number(0, low_open=True),
         "batch_size": Int(1),
     },
     "threshold": {

@@ -17,12 +17,17 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from .baselines import baseline_scores
 from .data import make_splits
@@ -230,84 +235,126 @@ def interval(values: np.ndarray) -> list[float]:
 
 
 def task_metrics(
-    data: Prepared, runs: list[dict[str, np.ndarray]], resamples: int, seed: int
+    data: Prepared, runs: list[dict[str, np.ndarray]], resamples: int, seed: int, half: str
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Per detector: the development half's ROC-AUC and PR-AUC (mean over seeds), and the
-    report half's, with the seed spread and a bootstrap CI over its rows (resampled within
-    each class, the same resamples for every detector and seed). Also returns the bootstrap
-    replicates of each detector's seed-mean report ROC-AUC and PR-AUC, for family means."""
-    dev, rep = data.development, ~data.development
-    weights = np.vstack([np.ones(rep.sum()), stratified_bootstrap_weights(data.labels[rep], resamples, seed)])
+    """Per detector, on the ``half`` of the test split ("report" or "development"): ROC-AUC and
+    PR-AUC (mean over seeds), each seed's, and a bootstrap CI over the half's rows (resampled
+    within each class; the same resamples for every detector and seed). With "report", also
+    the development half's seed means, the numbers the choices were made on. Also returns
+    the bootstrap replicates of each detector's seed-mean metrics, for family means."""
+    rows = data.development if half == "development" else ~data.development
+    labels = data.labels[rows]
+    weights = np.vstack([np.ones(len(labels)), stratified_bootstrap_weights(labels, resamples, seed)])
     out, replicates = {}, {}
     for name in runs[0]:
-        dev_metrics = np.array([weighted_ranking_metrics(data.labels[dev], r[name][dev], np.ones((1, dev.sum())))
-                                for r in runs])[:, :, 0]  # (seeds, 2)
-        roc, ap = (np.array(m) for m in zip(*(weighted_ranking_metrics(data.labels[rep], r[name][rep], weights)
+        roc, ap = (np.array(m) for m in zip(*(weighted_ranking_metrics(labels, r[name][rows], weights)
                                                for r in runs)))  # each (seeds, 1 + resamples)
-        out[name] = {
-            "development": {"roc_auc": float(dev_metrics[:, 0].mean()), "pr_auc": float(dev_metrics[:, 1].mean())},
-            "report": {
-                "roc_auc": float(roc[:, 0].mean()), "roc_auc_ci": interval(roc[:, 1:].mean(axis=0)),
-                "roc_auc_seeds": [float(v) for v in roc[:, 0]],
-                "pr_auc": float(ap[:, 0].mean()), "pr_auc_ci": interval(ap[:, 1:].mean(axis=0)),
-                "pr_auc_seeds": [float(v) for v in ap[:, 0]],
-            },
-        }
+        out[name] = {half: {
+            "roc_auc": float(roc[:, 0].mean()), "roc_auc_ci": interval(roc[:, 1:].mean(axis=0)),
+            "roc_auc_seeds": [float(v) for v in roc[:, 0]],
+            "pr_auc": float(ap[:, 0].mean()), "pr_auc_ci": interval(ap[:, 1:].mean(axis=0)),
+            "pr_auc_seeds": [float(v) for v in ap[:, 0]],
+        }}
+        if half == "report":
+            dev = data.development
+            chosen_on = np.array([weighted_ranking_metrics(data.labels[dev], r[name][dev], np.ones((1, dev.sum())))
+                                  for r in runs])[:, :, 0]  # (seeds, 2)
+            out[name]["development"] = {"roc_auc": float(chosen_on[:, 0].mean()), "pr_auc": float(chosen_on[:, 1].mean())}
         replicates[name] = np.stack([roc.mean(axis=0), ap.mean(axis=0)])  # (2, 1 + resamples)
     return out, replicates
 
 
 def family_summary(
-    results: dict[str, dict[str, Any]], replicates: dict[str, dict[str, np.ndarray]], tasks: list[str]
+    results: dict[str, dict[str, Any]], replicates: dict[str, dict[str, np.ndarray]], tasks: list[str], half: str
 ) -> dict[str, Any]:
-    """Mean report ROC-AUC and PR-AUC over ``tasks`` per detector, with a bootstrap CI (tasks'
-    resamples are independent, so the mean of their replicates), the spread over seeds (std of
-    the per-seed family means), and the tasks each detector wins (highest report ROC-AUC;
-    ties count for each)."""
+    """Mean ROC-AUC and PR-AUC on ``half`` over ``tasks`` per detector, with a bootstrap CI
+    (tasks' resamples are independent, so the mean of their replicates), the spread over
+    seeds (std of the per-seed family means), and the tasks each detector wins (highest
+    ROC-AUC; ties count for each)."""
     detectors = [d for d in results[tasks[0]] if all(d in results[t] for t in tasks)]
     summary: dict[str, Any] = {}
     for d in detectors:
         stacked = np.mean([replicates[t][d] for t in tasks], axis=0)  # (2, 1 + resamples)
-        seeds = {m: np.mean([results[t][d]["report"][f"{m}_seeds"] for t in tasks], axis=0) for m in ("roc_auc", "pr_auc")}
+        seeds = {m: np.mean([results[t][d][half][f"{m}_seeds"] for t in tasks], axis=0) for m in ("roc_auc", "pr_auc")}
         summary[d] = {
             "roc_auc": float(stacked[0, 0]), "roc_auc_ci": interval(stacked[0, 1:]),
             "roc_auc_seed_std": float(np.std(seeds["roc_auc"])),
             "pr_auc": float(stacked[1, 0]), "pr_auc_ci": interval(stacked[1, 1:]),
             "pr_auc_seed_std": float(np.std(seeds["pr_auc"])),
-            "development_roc_auc": float(np.mean([results[t][d]["development"]["roc_auc"] for t in tasks])),
             "wins": 0,
         }
+        if half == "report":
+            summary[d]["development_roc_auc"] = float(np.mean([results[t][d]["development"]["roc_auc"] for t in tasks]))
     for t in tasks:
-        best = max(results[t][d]["report"]["roc_auc"] for d in detectors)
+        best = max(results[t][d][half]["roc_auc"] for d in detectors)
         for d in detectors:
-            if results[t][d]["report"]["roc_auc"] == best:
+            if results[t][d][half]["roc_auc"] == best:
                 summary[d]["wins"] += 1
     return summary
 
 
-def run_suite(suite: Suite, device: Any, cache: Path | None, only: list[str] | None = None) -> dict[str, Any]:
-    """Run ``suite`` (its tasks named in ``only``, or all) and summarise it."""
+def measure_task(task: Task, suite: Suite, device: Any, cache: Path | None, half: str) -> tuple[Any, ...]:
+    """One task, start to end: its scores (cached or computed) and its metrics on ``half``.
+    Runs on one CPU thread: a batch of a small network gains little from a second thread,
+    and on a busy machine two threads per process ran a training step 9 times slower than one
+    (measured); one thread everywhere also makes the numbers independent of ``--jobs``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        start = time.perf_counter()
+        data, runs, summaries = task_scores(task, suite, device, cache)
+        metrics, replicates = task_metrics(data, runs, suite.bootstrap_resamples, suite.split_seed, half)
+        return metrics, replicates, summaries, round(time.perf_counter() - start, 1)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _worker_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s: %(message)s")
+
+
+def run_suite(
+    suite: Suite, device: Any, cache: Path | None, only: list[str] | None = None, half: str = "report",
+    jobs: int = 1,
+) -> dict[str, Any]:
+    """Run ``suite`` (its tasks named in ``only``, or all), ``jobs`` tasks at a time in worker
+    processes, and summarise it on ``half`` of each test split: "report", or "development" to
+    make choices without touching the report half."""
     tasks = [t for t in suite.tasks if only is None or t.name in only]
     if only is not None and len(tasks) != len(set(only)):
         unknown = sorted(set(only) - {t.name for t in suite.tasks})
         raise UserError(f"no suite task named {unknown[0]!r}; tasks are family/task, e.g. {suite.tasks[0].name}")
-    results, replicates, training, seconds = {}, {}, {}, {}
-    for i, task in enumerate(tasks):
-        log.info("suite task %d/%d: %s", i + 1, len(tasks), task.name)
-        start = time.perf_counter()
-        data, runs, summaries = task_scores(task, suite, device, cache)
-        results[task.name], replicates[task.name] = task_metrics(data, runs, suite.bootstrap_resamples, suite.split_seed)
-        training[task.name] = summaries
-        seconds[task.name] = round(time.perf_counter() - start, 1)
+    done: dict[str, tuple[Any, ...]] = {}
+    quiet = bool(os.environ.get("CI"))
+    with tqdm(total=len(tasks), desc="suite", unit="task", disable=True if quiet else None) as bar:
+        if jobs == 1:
+            for task in tasks:
+                log.info("suite task %d/%d: %s", len(done) + 1, len(tasks), task.name)
+                done[task.name] = measure_task(task, suite, device, cache, half)
+                bar.update()
+        else:
+            # spawn, not fork: a forked child inherits torch's thread pools half-initialised
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_logging) as pool:
+                futures = {pool.submit(measure_task, task, suite, device, cache, half): task.name for task in tasks}
+                for future in as_completed(futures):
+                    done[futures[future]] = future.result()
+                    log.info("suite task done (%d/%d): %s", len(done), len(tasks), futures[future])
+                    bar.update()
+    results = {t.name: done[t.name][0] for t in tasks}
+    replicates = {t.name: done[t.name][1] for t in tasks}
     families: dict[str, Any] = {}
     for family in dict.fromkeys(t.family for t in tasks):
         names = [t.name for t in tasks if t.family == family]
         kind = next(t.kind for t in tasks if t.family == family)
-        families[family] = {"kind": kind, "tasks": names, "detectors": family_summary(results, replicates, names)}
+        families[family] = {"kind": kind, "tasks": names, "detectors": family_summary(results, replicates, names, half)}
     return {
         "protocol": {
-            "seeds": suite.seeds, "split_seed": suite.split_seed, "bootstrap_resamples": suite.bootstrap_resamples,
+            "half": half, "seeds": suite.seeds, "split_seed": suite.split_seed, "bootstrap_resamples": suite.bootstrap_resamples,
             "ci_level": CI_LEVEL, "recommended": suite.recommended,
         },
-        "families": families, "tasks": results, "training": training, "seconds": seconds,
+        "families": families, "tasks": results,
+        "training": {t.name: done[t.name][2] for t in tasks}, "seconds": {t.name: done[t.name][3] for t in tasks},
     }
