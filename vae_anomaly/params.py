@@ -106,7 +106,7 @@ class Flag:
 
 SCORES = (
     "reconstruction_mse", "negative_elbo", "iwae", "complexity_corrected", "kl_to_prior",
-    "latent_mahalanobis", "latent_knn", "latent_residual_knn", "likelihood_regret",
+    "latent_mahalanobis", "latent_knn", "latent_residual_knn", "likelihood_regret", "combined",
 )
 # Scores that need a Gaussian posterior and a N(0, I) prior (model.kind: vae), and images.
 VAE_ONLY_SCORES = ("iwae", "complexity_corrected", "kl_to_prior", "likelihood_regret")
@@ -201,6 +201,7 @@ SCHEMA: dict[str, Any] = {
         "iwae_samples": Int(1),
         "complexity_codec": Choice(("jpeg2000", "png")),
         "knn_neighbors": Int(1),
+        "combine": ListOf(Choice(SCORES)),
         "regret_steps": Int(1),
         "regret_lr": Number(0, low_open=True),
         "batch_size": Int(1),
@@ -278,6 +279,15 @@ def _check_relations(p: dict[str, Any]) -> None:
 def _check_scores_apply(p: dict[str, Any]) -> None:
     """Scores that only some models or data can give."""
     names, kind, source = p["score"]["names"], p["model"]["kind"], p["data"]["source"]
+    if "combined" in names:
+        combine = p["score"]["combine"]
+        missing = [c for c in combine if c not in names or c == "combined"]
+        if len(combine) < 2 or missing:
+            raise ParamsError(
+                f"score.names includes 'combined', the mean of the scores in score.combine = "
+                f"{combine}: list at least two of the other scores in score.names there"
+                + (f" ({missing[0]!r} is not one)" if missing else "")
+            )
     for name in names:
         if name in VAE_ONLY_SCORES and kind != "vae":
             raise ParamsError(

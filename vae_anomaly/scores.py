@@ -18,6 +18,11 @@
 The last three compare a sample with the training split (:func:`fit_reference`), never with
 other test samples.
 
+- ``combined``: the mean of the scores named in ``score.combine``, each standardised by the
+  median and interquartile range of its values on the validation split (:func:`fit_combination`),
+  a label-free ensemble of scores that fail in different places (Aggarwal & Sathe 2017,
+  "Outlier Ensembles", ch. 1: normalise, then average).
+
 Likelihood scores fail on inputs simpler than the training data: a VAE trained on
 Fashion-MNIST without trousers gives trousers a *higher* likelihood than normal images
 (Nalisnick et al. 2019, "Do deep generative models know what they don't know?", ICLR).
@@ -217,6 +222,24 @@ def kl_to_prior(model: VAE, x: torch.Tensor, generator: torch.Generator) -> torc
     (closed form for Gaussians, Kingma & Welling 2014, app. B)."""
     require_vae(model, "kl_to_prior")
     return model.kl(*model.encode(x))
+
+
+def fit_combination(validation: dict[str, np.ndarray], components: list[str]) -> dict[str, list[float]]:
+    """Per component of ``combined``: the median and the interquartile range of its validation
+    scores (normal data only, never labels), which put every component on one scale. A
+    component whose IQR is 0 is scaled by its standard deviation, or 1 if that is 0 too."""
+    scales = {}
+    for name in components:
+        values = validation[name]
+        q1, median, q3 = np.percentile(values, [25, 50, 75])
+        spread = q3 - q1 if q3 > q1 else float(np.std(values)) or 1.0
+        scales[name] = [float(median), float(spread)]
+    return scales
+
+
+def combined(scores: dict[str, np.ndarray], scales: dict[str, list[float]]) -> np.ndarray:
+    """The mean over the components of (score - median) / IQR, with :func:`fit_combination`'s scales."""
+    return np.mean([(scores[name] - median) / spread for name, (median, spread) in scales.items()], axis=0)
 
 
 @dataclass
