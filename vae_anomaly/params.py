@@ -315,8 +315,8 @@ def _check_file(data: dict[str, Any]) -> None:
         )
     if data["source"] == "file" and not data["file"]["path"]:
         raise ParamsError(
-            "data.source = 'file' needs data.file.path: a .npz (arrays X, y), .csv (with the "
-            "label column data.file.label_column) or .mat (X, y) file, 0 normal / 1 anomaly"
+            "data.source = 'file' needs data.file.path: a .npz (arrays X, y), .csv or .parquet (with "
+            "the label column data.file.label_column) or .mat (X, y) file, 0 normal / 1 anomaly"
         )
 
 
