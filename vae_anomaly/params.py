@@ -252,11 +252,6 @@ def validate(doc: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> dic
 
 def _check_relations(p: dict[str, Any]) -> None:
     """Rules that span several keys."""
-    if p["score"]["primary"] not in p["score"]["names"]:
-        raise ParamsError(
-            f"score.primary = {p['score']['primary']!r} must be one of score.names "
-            f"{p['score']['names']}"
-        )
     syn = p["data"]["synthetic"]
     for kind in ("mean_shift", "correlation_break", "variance_explosion"):
         if syn[kind]["n_features"] > syn["n_features"]:
@@ -272,15 +267,19 @@ def _check_relations(p: dict[str, Any]) -> None:
             f"add up to {shares:g}; they must sum to less than 1 so the test set keeps normal samples"
         )
     _check_classes(p["data"])
-    _check_scores_apply(p)
+    check_scores_apply(p["score"], p["model"], p["data"]["source"])
+    _check_data_applies(p)
     _check_file(p["data"])
 
 
-def _check_scores_apply(p: dict[str, Any]) -> None:
-    """Scores that only some models or data can give."""
-    names, kind, source = p["score"]["names"], p["model"]["kind"], p["data"]["source"]
+def check_scores_apply(score: dict[str, Any], model: dict[str, Any], source: str | None = None) -> None:
+    """The scores of ``score.names`` that the ``model`` section can give, on ``data.source``
+    (None: not known yet, as for a Detector before it sees data)."""
+    names, kind = score["names"], model["kind"]
+    if score["primary"] not in names:
+        raise ParamsError(f"score.primary = {score['primary']!r} must be one of score.names {names}")
     if "combined" in names:
-        combine = p["score"]["combine"]
+        combine = score["combine"]
         missing = [c for c in combine if c not in names or c == "combined"]
         if len(combine) < 2 or missing:
             raise ParamsError(
@@ -295,18 +294,23 @@ def _check_scores_apply(p: dict[str, Any]) -> None:
                 f"posterior and a N(0, I) prior), not model.kind = {kind!r}; remove it from "
                 "score.names or train a VAE"
             )
-        if name in IMAGE_ONLY_SCORES and source not in N_CLASSES:
+        if name in IMAGE_ONLY_SCORES and source is not None and source not in N_CLASSES:
             raise ParamsError(
                 f"score.names includes {name!r}, which measures image complexity, but "
                 f"data.source = {source!r} is tabular; use it with {', '.join(N_CLASSES)}"
             )
-        if name in DISCRETE_LIKELIHOOD_SCORES and p["model"]["likelihood"] != "discretized_logistic":
+        if name in DISCRETE_LIKELIHOOD_SCORES and model["likelihood"] != "discretized_logistic":
             raise ParamsError(
                 f"score.names includes {name!r}, which compares -log2 p(x) with the compressed "
                 "length of the 8-bit image, so p(x) must be a distribution over the 256 "
                 f"intensities: set model.likelihood = 'discretized_logistic' (not "
-                f"{p['model']['likelihood']!r}), or remove {name!r} from score.names"
+                f"{model['likelihood']!r}), or remove {name!r} from score.names"
             )
+
+
+def _check_data_applies(p: dict[str, Any]) -> None:
+    """Baselines and likelihoods that only some data can use."""
+    source = p["data"]["source"]
     if "compressed_length" in p["baselines"]["names"] and source not in N_CLASSES:
         raise ParamsError(
             "baselines.names includes 'compressed_length', the compressed length of an image, "
@@ -327,8 +331,8 @@ def _check_file(data: dict[str, Any]) -> None:
         )
     if data["source"] == "file" and not data["file"]["path"]:
         raise ParamsError(
-            "data.source = 'file' needs data.file.path: a .npz (arrays X, y), .csv (with the "
-            "label column data.file.label_column) or .mat (X, y) file, 0 normal / 1 anomaly"
+            "data.source = 'file' needs data.file.path: a .npz (arrays X, y), .csv or .parquet (with "
+            "the label column data.file.label_column) or .mat (X, y) file, 0 normal / 1 anomaly"
         )
 
 

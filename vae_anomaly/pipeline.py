@@ -104,17 +104,18 @@ def score_splits(
     if reference is not None:
         log.info("reference scores: fitted on the posterior means and residuals of %d training samples",
                  len(features["train"]))
-    with_combined = "combined" in score["names"]
-    needed = {*splits, "val"} if with_combined else set(splits)
-    parts = {**score, "names": [name for name in score["names"] if name != "combined"]}
-    out = {
-        split: compute_scores(model, features[split], parts, seed=seed + i, reference=reference)
-        for i, split in enumerate(SPLITS) if split in needed
-    }
-    if with_combined:
-        scales = fit_combination(out["val"], score["combine"])
-        log.info("combined: %s, each scaled by (median, IQR) of its %d validation scores: %s",
+    scales = None
+    out = {}
+    if "combined" in score["names"]:
+        parts = {**score, "names": [name for name in score["names"] if name != "combined"]}
+        val = compute_scores(model, features["val"], parts, seed=seed + SPLITS.index("val"), reference=reference)
+        scales = fit_combination(val, score["combine"])
+        log.info("combined: %s, each scaled by the (median, IQR) of its %d validation scores: %s",
                  " + ".join(score["combine"]), len(features["val"]), scales)
-        for scores in out.values():
-            scores["combined"] = combined(scores, scales)
+        if "val" in splits:
+            val["combined"] = combined(val, scales)
+            out["val"] = {name: val[name] for name in score["names"]}
+    for i, split in enumerate(SPLITS):
+        if split in splits and split not in out:
+            out[split] = compute_scores(model, features[split], score, seed=seed + i, reference=reference, scales=scales)
     return {split: out[split] for split in SPLITS if split in splits}
