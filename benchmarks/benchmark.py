@@ -265,7 +265,7 @@ def score_seconds(model: VAE, x: np.ndarray, name: str, batch_size: int, repeats
         lambda: compute_scores(model, x, {
             "names": [name], "batch_size": batch_size, "elbo_samples": SCORE_SAMPLES,
             "iwae_samples": SCORE_SAMPLES, "complexity_codec": "jpeg2000", "knn_neighbors": 5,
-            "regret_steps": 20, "regret_lr": 0.1,
+            "regret_steps": 20, "regret_lr": 0.1, "combine": [],
         }, seed=0),
         repeats,
     )

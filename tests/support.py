@@ -7,4 +7,4 @@ def score_params(names: list[str], batch_size: int = 16, elbo_samples: int = 1,
     """A ``score`` params section for calling vae_anomaly.scores.compute_scores directly."""
     return {"names": names, "batch_size": batch_size, "elbo_samples": elbo_samples,
             "iwae_samples": iwae_samples, "complexity_codec": "jpeg2000", "knn_neighbors": k,
-            "regret_steps": 5, "regret_lr": 0.1}
+            "regret_steps": 5, "regret_lr": 0.1, "combine": []}

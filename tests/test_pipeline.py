@@ -70,7 +70,7 @@ def make_project(root: Path, extra: tuple[str, ...] = ()) -> Path:
 
 def test_repro_detects_and_is_then_up_to_date(project):
     log = dvc("repro", cwd=project)
-    for stage in ("prepare", "baselines", "train", "score", "threshold", "evaluate", "plot"):
+    for stage in ("prepare", "baselines", "train", "score", "threshold", "detector", "evaluate", "plot"):
         assert f"Running stage '{stage}'" in log
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert list(metrics)[:5] == ["roc_auc", "pr_auc", "f1", "n_flagged", "threshold"]
@@ -152,6 +152,27 @@ def test_labels_reach_only_evaluate_and_plot(project):
     finally:
         labels.write_bytes(saved)
     assert "up to date" in dvc("status", cwd=project)  # and they wrote what they wrote before
+
+
+def test_predict_on_the_test_rows_gives_the_score_stages_scores(project):
+    """A user's view: after `dvc repro`, the test split's rows in their original units, as a
+    .csv, scored by `python -m vae_anomaly predict` with data/detector."""
+    dvc("repro", cwd=project)  # up to date when the test above ran first
+    with np.load(project / "data/prepared/features.npz") as features, \
+            np.load(project / "data/prepared/scaling.npz") as scaling:
+        rows = features["test"].astype(np.float64) * scaling["std"] + scaling["mean"]
+    with np.load(project / "data/scores/test.npz") as scores:
+        expected = dict(scores)
+    header = ",".join(f"x{j}" for j in range(rows.shape[1]))
+    np.savetxt(project / "new.csv", rows, delimiter=",", header=header, comments="", fmt="%.17g")
+    run([sys.executable, "-m", "vae_anomaly", "predict", "--detector", "data/detector",
+         "--input", "new.csv", "--output", "new_scores.csv"], project)
+    got = np.genfromtxt(project / "new_scores.csv", delimiter=",", names=True)
+    assert got.dtype.names == ("negative_elbo", "reconstruction_mse", "anomaly")
+    for name, values in expected.items():
+        np.testing.assert_allclose(got[name], values, rtol=1e-5)
+    threshold = json.loads((project / "reports/threshold.json").read_text())["threshold"]
+    np.testing.assert_array_equal(got["anomaly"], expected["negative_elbo"] > threshold)
 
 
 def test_bad_param_stops_the_stage_with_a_clear_message(project):

@@ -16,7 +16,9 @@ from vae_anomaly.scores import (
     CODECS,
     complexity_corrected,
     compressed_bits,
+    combined,
     compute_scores,
+    fit_combination,
     fit_reference,
     iwae,
     kl_to_prior,
@@ -160,7 +162,7 @@ def test_vae_only_scores_refuse_an_autoencoder(name):
 
 
 def test_params_refuse_scores_the_model_or_data_cannot_give(params):
-    params["score"]["names"] = ["negative_elbo", "iwae"]
+    params["score"].update(names=["negative_elbo", "iwae"], primary="negative_elbo")
     params["model"]["kind"] = "ae"
     with pytest.raises(ParamsError, match=r"score.names includes 'iwae'.*model.kind = 'ae'"):
         validate(params)
@@ -262,3 +264,30 @@ def test_likelihood_regret_is_seeded_through_compute_scores():
             for _ in range(2))
     np.testing.assert_array_equal(a, b)
     assert (a >= 0).all()
+
+
+def test_combined_averages_its_components_scaled_by_their_validation_median_and_iqr():
+    validation = {"a": np.array([0.0, 1.0, 2.0, 3.0, 4.0]), "b": np.array([10.0, 10.0, 20.0, 30.0, 30.0])}
+    scales = fit_combination(validation, ["a", "b"])
+    assert scales == {"a": [2.0, 2.0], "b": [20.0, 20.0]}
+    got = combined({"a": np.array([2.0, 6.0]), "b": np.array([20.0, 20.0])}, scales)
+    np.testing.assert_allclose(got, [0.0, 1.0])  # (0 + 0) / 2 and ((6 - 2) / 2 + 0) / 2
+    assert fit_combination({"c": np.ones(4)}, ["c"]) == {"c": [1.0, 1.0]}  # no spread: scale 1
+
+
+def test_score_splits_scales_combined_on_the_validation_split(params):
+    from vae_anomaly.pipeline import score_splits
+
+    model = model_of(VAEConfig([5], [8], 2))
+    rng = np.random.default_rng(0)
+    features = {split: rng.normal(size=(n, 5)).astype(np.float32) for split, n in (("train", 60), ("val", 30), ("test", 20))}
+    score = {**score_params(["reconstruction_mse", "latent_knn", "combined"]), "combine": ["reconstruction_mse", "latent_knn"]}
+    got = score_splits(model, features, score, seed=0, splits=("test",))
+    assert list(got) == ["test"]
+    val = score_splits(model, features, score, seed=0, splits=("val",))["val"]
+    scales = fit_combination(val, ["reconstruction_mse", "latent_knn"])
+    np.testing.assert_allclose(got["test"]["combined"], combined(got["test"], scales))
+    params["score"].update(names=["reconstruction_mse", "combined"], primary="combined",
+                           combine=["reconstruction_mse", "iwae"])
+    with pytest.raises(ParamsError, match=r"score.combine = \['reconstruction_mse', 'iwae'\].*\('iwae' is not one\)"):
+        validate(params)

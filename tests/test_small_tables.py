@@ -14,7 +14,7 @@ from vae_anomaly import baselines as baselines_module
 from vae_anomaly.baselines import baseline_scores
 from vae_anomaly.io import UserError
 
-STAGES = ("prepare", "baselines", "train", "score", "threshold", "evaluate", "plot")
+STAGES = ("prepare", "baselines", "train", "score", "threshold", "detector", "evaluate", "plot")
 
 
 def table(n_normal: int, n_anomaly: int, n_features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -59,6 +59,7 @@ def assert_complete(reports: dict, tmp_path) -> None:
     for png in ("roc_pr.png", "score_histogram.png", "loss.png"):
         assert (tmp_path / "reports/figures" / png).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "reports/figures_data/examples.png").is_file()
+    assert (tmp_path / "data/detector/detector.json").is_file()
 
 
 @pytest.mark.parametrize("n_normal, n_anomaly, n_features, adapted", [

@@ -10,7 +10,7 @@ import torch
 from .io import UserError, log
 from .latent import active_dims_by_kl, posterior_statistics
 from .models import VAE, VAEConfig, build_model
-from .scores import compute_scores, fit_reference
+from .scores import combined, compute_scores, fit_combination, fit_reference
 from .sizing import capped_batch_size
 from .training import fit, seed_everything
 
@@ -97,13 +97,25 @@ def score_splits(
     splits: tuple[str, ...] = SPLITS,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Every score of the ``score`` params section for each of ``splits``; the reference
-    scores compare each split with ``features['train']``. Split i of SPLITS is scored with
-    seed ``seed + i``, so its sampled scores never share noise."""
+    scores compare each split with ``features['train']``, and ``combined`` scales its
+    components by their values on ``features['val']``. Split i of SPLITS is scored with seed
+    ``seed + i``, so its sampled scores never share noise."""
     reference = fit_reference(model, features["train"], score["names"], score["batch_size"], score["knn_neighbors"])
     if reference is not None:
         log.info("reference scores: fitted on the posterior means and residuals of %d training samples",
                  len(features["train"]))
-    return {
-        split: compute_scores(model, features[split], score, seed=seed + i, reference=reference)
-        for i, split in enumerate(SPLITS) if split in splits
-    }
+    scales = None
+    out = {}
+    if "combined" in score["names"]:
+        parts = {**score, "names": [name for name in score["names"] if name != "combined"]}
+        val = compute_scores(model, features["val"], parts, seed=seed + SPLITS.index("val"), reference=reference)
+        scales = fit_combination(val, score["combine"])
+        log.info("combined: %s, each scaled by the (median, IQR) of its %d validation scores: %s",
+                 " + ".join(score["combine"]), len(features["val"]), scales)
+        if "val" in splits:
+            val["combined"] = combined(val, scales)
+            out["val"] = {name: val[name] for name in score["names"]}
+    for i, split in enumerate(SPLITS):
+        if split in splits and split not in out:
+            out[split] = compute_scores(model, features[split], score, seed=seed + i, reference=reference, scales=scales)
+    return {split: out[split] for split in SPLITS if split in splits}

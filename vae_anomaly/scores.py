@@ -18,6 +18,11 @@
 The last three compare a sample with the training split (:func:`fit_reference`), never with
 other test samples.
 
+- ``combined``: the mean of the scores named in ``score.combine``, each standardised by the
+  median and interquartile range of its values on the validation split (:func:`fit_combination`),
+  a label-free ensemble of scores that fail in different places (Aggarwal & Sathe 2017,
+  "Outlier Ensembles", ch. 1: normalise, then average).
+
 Likelihood scores fail on inputs simpler than the training data: a VAE trained on
 Fashion-MNIST without trousers gives trousers a *higher* likelihood than normal images
 (Nalisnick et al. 2019, "Do deep generative models know what they don't know?", ICLR).
@@ -219,6 +224,24 @@ def kl_to_prior(model: VAE, x: torch.Tensor, generator: torch.Generator) -> torc
     return model.kl(*model.encode(x))
 
 
+def fit_combination(validation: dict[str, np.ndarray], components: list[str]) -> dict[str, list[float]]:
+    """Per component of ``combined``: the median and the interquartile range of its validation
+    scores (normal data only, never labels), which put every component on one scale. A
+    component whose IQR is 0 is scaled by its standard deviation, or 1 if that is 0 too."""
+    scales = {}
+    for name in components:
+        values = validation[name]
+        q1, median, q3 = np.percentile(values, [25, 50, 75])
+        spread = q3 - q1 if q3 > q1 else float(np.std(values)) or 1.0
+        scales[name] = [float(median), float(spread)]
+    return scales
+
+
+def combined(scores: dict[str, np.ndarray], scales: dict[str, list[float]]) -> np.ndarray:
+    """The mean over the components of (score - median) / IQR, with :func:`fit_combination`'s scales."""
+    return np.mean([(scores[name] - median) / spread for name, (median, spread) in scales.items()], axis=0)
+
+
 @dataclass
 class TrainingReference:
     """What the reference scores compare a sample with, fitted on the training split only:
@@ -231,6 +254,10 @@ class TrainingReference:
     code_neighbors: NearestNeighbors | None = None
     residual_whitener: np.ndarray | None = None
     joint_neighbors: NearestNeighbors | None = None
+    # The training arrays the parts were fitted on, so that a saved detector can keep them
+    # (reference_arrays) and fit the same parts again (reference_from_arrays).
+    codes: np.ndarray | None = None
+    joint: np.ndarray | None = None
 
 
 @torch.no_grad()
@@ -253,20 +280,47 @@ def fit_reference(model: VAE, x_train: np.ndarray, names: list[str], batch_size:
     parts = [encode_and_reconstruct(model, xt[start : start + batch_size].to(device))
              for start in range(0, len(xt), batch_size)]
     codes = torch.cat([mu for mu, _ in parts]).cpu().numpy().astype(np.float64)
-    reference = TrainingReference(k=min(k, len(codes)))
-    if "latent_mahalanobis" in wanted:
-        reference.code_gaussian = EmpiricalCovariance().fit(codes)
-    if "latent_knn" in wanted:
-        reference.code_neighbors = NearestNeighbors(n_neighbors=reference.k).fit(codes)
+    whitener = joint = None
     if "latent_residual_knn" in wanted:
         residuals = torch.cat([r for _, r in parts]).cpu().numpy().astype(np.float64)
         # Ledoit-Wolf shrinkage keeps the covariance invertible when residuals are nearly
         # collinear (few rows, many features); its precision's Cholesky factor W has
         # W W^T = S^-1, so r W has identity covariance on the training residuals.
         precision = LedoitWolf().fit(residuals).precision_
-        reference.residual_whitener = np.linalg.cholesky((precision + precision.T) / 2)
-        joint = np.hstack([codes, residuals @ reference.residual_whitener])
-        reference.joint_neighbors = NearestNeighbors(n_neighbors=reference.k).fit(joint)
+        whitener = np.linalg.cholesky((precision + precision.T) / 2)
+        joint = np.hstack([codes, residuals @ whitener])
+    return reference_from_arrays(
+        {"k": np.array(k), "codes": codes,
+         **({} if joint is None else {"residual_whitener": whitener, "joint": joint})},
+        names,
+    )
+
+
+def reference_arrays(reference: TrainingReference) -> dict[str, np.ndarray]:
+    """The arrays a :class:`TrainingReference` is fitted from: k, the training posterior
+    means, and (for ``latent_residual_knn``) the whitener and the joint coordinates; plain
+    arrays, so a saved detector loads them without pickle."""
+    arrays = {"k": np.array(reference.k), "codes": reference.codes}
+    if reference.joint is not None:
+        arrays.update(residual_whitener=reference.residual_whitener, joint=reference.joint)
+    return arrays
+
+
+def reference_from_arrays(arrays: dict[str, np.ndarray], names: list[str]) -> TrainingReference:
+    """The :class:`TrainingReference` of the reference scores among ``names``, fitted on the
+    arrays of :func:`reference_arrays` (which :func:`fit_reference` also builds): the same
+    arrays give the same Gaussian and neighbours, so a saved detector scores as the pipeline."""
+    codes = arrays["codes"]
+    reference = TrainingReference(k=min(int(arrays["k"]), len(codes)), codes=codes)
+    if "latent_mahalanobis" in names:
+        reference.code_gaussian = EmpiricalCovariance().fit(codes)
+    if "latent_knn" in names:
+        reference.code_neighbors = NearestNeighbors(n_neighbors=reference.k).fit(codes)
+    if "latent_residual_knn" in names:
+        if "joint" not in arrays:
+            raise ValueError("latent_residual_knn needs the residual whitener and joint coordinates of the training split")
+        reference.residual_whitener, reference.joint = arrays["residual_whitener"], arrays["joint"]
+        reference.joint_neighbors = NearestNeighbors(n_neighbors=reference.k).fit(reference.joint)
     return reference
 
 
@@ -307,6 +361,11 @@ def latent_residual_knn(model: VAE, x: torch.Tensor, reference: TrainingReferenc
     return torch.as_tensor(kth_neighbor_distance(reference.joint_neighbors, joint))
 
 
+def score_generators(seed: int, device: torch.device) -> dict[str, torch.Generator]:
+    """The random generators of the sampled scores, each seeded with ``seed``."""
+    return {name: torch.Generator(device=device).manual_seed(seed) for name in ("elbo", "iwae", "regret")}
+
+
 @torch.no_grad()
 def compute_scores(
     model: VAE,
@@ -314,6 +373,9 @@ def compute_scores(
     score: dict[str, Any],
     seed: int,
     reference: TrainingReference | None = None,
+    generators: dict[str, torch.Generator] | None = None,
+    progress: bool = True,
+    scales: dict[str, list[float]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Each score of ``score['names']`` (the ``score`` params section) for every row of ``x``,
     batched; seeded so reruns agree exactly.
@@ -321,23 +383,29 @@ def compute_scores(
     Each sampled score draws from its own generator, seeded with ``seed``, so its values do
     not depend on which other scores are configured. ``complexity_corrected`` reuses the
     ``iwae`` bound of the same batch. The reference scores need ``reference``
-    (:func:`fit_reference` on the training split).
+    (:func:`fit_reference` on the training split), ``combined`` its components' ``scales``
+    (:func:`fit_combination` on the validation split). A stream scored in chunks of whole
+    batches passes the same ``generators`` (:func:`score_generators`) to every call, and
+    then gets the scores of one call on all its rows; ``progress`` False hides the bar.
     """
-    names = score["names"]
+    names = [name for name in score["names"] if name != "combined"]
     missing = [name for name in names if name in REFERENCE_SCORES]
     if missing and reference is None:
         raise ValueError(f"{missing[0]} needs a training reference (fit_reference on the train split)")
+    if "combined" in score["names"] and scales is None:
+        raise ValueError("combined needs its components' scales (fit_combination on the validation split)")
     for name in set(names) & set(VAE_ONLY_SCORES):
         require_vae(model, name)
     for name in set(names) & set(DISCRETE_LIKELIHOOD_SCORES):
         require_discrete_likelihood(model, name)
     device = next(model.parameters()).device
     model.eval()
-    generators = {name: torch.Generator(device=device).manual_seed(seed) for name in ("elbo", "iwae", "regret")}
+    if generators is None:
+        generators = score_generators(seed, device)
     out: dict[str, list[np.ndarray]] = {name: [] for name in names}
     xt = torch.as_tensor(x)
     batches = range(0, len(xt), score["batch_size"])
-    for start in tqdm(batches, desc="score", unit="batch", disable=not show_progress()):
+    for start in tqdm(batches, desc="score", unit="batch", disable=not (progress and show_progress())):
         xb = xt[start : start + score["batch_size"]].to(device)
         bound: torch.Tensor | None = None
         if {"iwae", "complexity_corrected"} & set(names):
@@ -356,4 +424,7 @@ def compute_scores(
         }
         for name in names:
             out[name].append(scorers[name]().cpu().numpy())
-    return {name: np.concatenate(parts).astype(np.float64) for name, parts in out.items()}
+    result = {name: np.concatenate(parts).astype(np.float64) for name, parts in out.items()}
+    if "combined" in score["names"]:
+        result["combined"] = combined(result, scales)
+    return {name: result[name] for name in score["names"]}

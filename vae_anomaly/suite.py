@@ -203,28 +203,27 @@ def code_version() -> str:
 
 
 def task_scores(task: Task, suite: Suite, device: Any, cache: Path | None) -> tuple[Prepared, list[dict[str, np.ndarray]], list[dict[str, Any]]]:
-    """Every seed's test scores of ``task``: from ``cache`` when it holds them for the same
-    params, limits, seeds and code, else computed (and cached)."""
-    key = hashlib.sha256(json.dumps(
-        [task.params, task.limits, suite.seeds, suite.split_seed, code_version()], sort_keys=True
-    ).encode()).hexdigest()[:16]
+    """Every seed's test scores of ``task``, and its training summaries: each seed's from
+    ``cache`` when it holds them for the same params, limits, seed and code, else computed
+    (and cached)."""
     data = prepare(task, suite.split_seed)
-    path = cache / f"{task.name.replace('/', '__')}-{key}.npz" if cache else None
-    if path is not None and path.is_file():
-        arrays = read_arrays(path)
-        runs = [{k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{s}/")} for s in suite.seeds]
-        summaries = json.loads((path.with_suffix(".json")).read_text())
-        return data, runs, summaries
     runs, summaries, unseeded = [], [], None
     for seed in suite.seeds:
-        scores, summary = run_seed(task, data, seed, device, unseeded)
+        key = hashlib.sha256(json.dumps(
+            [task.params, task.limits, seed, suite.split_seed, code_version()], sort_keys=True
+        ).encode()).hexdigest()[:16]
+        path = cache / f"{task.name.replace('/', '__')}-{seed}-{key}.npz" if cache else None
+        if path is not None and path.is_file():
+            scores, summary = read_arrays(path), json.loads(path.with_suffix(".json").read_text())
+        else:
+            scores, summary = run_seed(task, data, seed, device, unseeded)
+            log.info("suite %s seed %d: %s s", task.name, seed, summary["seconds"])
+            if path is not None:
+                write_arrays(path, **scores)
+                write_json(path.with_suffix(".json"), summary)
         unseeded = {n: scores[baseline_name(n)] for n in UNSEEDED_BASELINES if baseline_name(n) in scores}
         runs.append(scores)
         summaries.append(summary)
-        log.info("suite %s seed %d: %s s", task.name, seed, summary["seconds"])
-    if path is not None:
-        write_arrays(path, **{f"{s}/{k}": v for s, run in zip(suite.seeds, runs) for k, v in run.items()})
-        write_json(path.with_suffix(".json"), summaries)
     return data, runs, summaries
 
 
