@@ -168,11 +168,12 @@ def test_predict_on_the_test_rows_gives_the_score_stages_scores(project):
     run([sys.executable, "-m", "vae_anomaly", "predict", "--detector", "data/detector",
          "--input", "new.csv", "--output", "new_scores.csv"], project)
     got = np.genfromtxt(project / "new_scores.csv", delimiter=",", names=True)
-    assert got.dtype.names == ("negative_elbo", "reconstruction_mse", "anomaly")
+    score = yaml.safe_load((project / "params.yaml").read_text())["score"]
+    assert got.dtype.names == (*score["names"], "anomaly")
     for name, values in expected.items():
         np.testing.assert_allclose(got[name], values, rtol=1e-5)
     threshold = json.loads((project / "reports/threshold.json").read_text())["threshold"]
-    np.testing.assert_array_equal(got["anomaly"], expected["negative_elbo"] > threshold)
+    np.testing.assert_array_equal(got["anomaly"], expected[score["primary"]] > threshold)
 
 
 def test_bad_param_stops_the_stage_with_a_clear_message(project):
