@@ -121,8 +121,11 @@ def test_training_killed_while_saving_leaves_the_previous_model(prepared):
 def test_ctrl_c_during_training_is_one_line_and_writes_nothing(prepared):
     outputs = {p: p.read_bytes() for p in (prepared / "data/model.pt", prepared / "reports/train_metrics.json")}
     set_train(prepared, epochs=100_000, patience=100_000)  # minutes of training
+    # As from a shell: Ctrl-C not ignored. A child inherits an ignored SIGINT, and code run
+    # in this test process earlier (DVC's API) may have left it ignored here.
     train = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=prepared, text=True,
-                             stderr=subprocess.PIPE, env={**os.environ, "CI": "true"})
+                             stderr=subprocess.PIPE, env={**os.environ, "CI": "true"},
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     watchdog = threading.Timer(120, train.kill)
     watchdog.start()
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .io import run_stage
+from .io import run_main
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     from .predict import CHUNK_ROWS, predict_file  # imports torch: after --help and usage errors
 
-    run_stage(lambda: predict_file(args.detector, args.input, args.output,
+    run_main(lambda: predict_file(args.detector, args.input, args.output,
                                    args.chunk_rows or CHUNK_ROWS, args.device))
 
 
