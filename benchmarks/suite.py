@@ -112,7 +112,7 @@ def main() -> None:
     device = resolve_device("auto")
     jobs = 1 if device.type == "cuda" else args.jobs  # on a GPU, one task at a time owns it
     result = run_suite(suite, device, None if args.no_cache else CACHE, only, half, jobs)
-    stem = "quick" if args.quick else "selected" if only is not None or args.seeds else "suite"
+    stem = "quick" if args.quick else "selected" if only is not None else "suite"  # --seeds: in the protocol
     stem = f"development-{stem}" if args.development else stem
     for suffix, text in ((".json", json.dumps(result, indent=1, sort_keys=True) + "\n"), (".md", markdown(result))):
         path = OUT / f"{stem}{suffix}"
