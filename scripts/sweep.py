@@ -187,9 +187,9 @@ def is_local_path(url: str) -> bool:
 
 def pushed_names(target: Target) -> set[str]:
     """Names of the experiments of ``target.commit`` whose refs are on the git remote."""
-    prefix = experiment_ref(target.commit, "")
-    lines = git("ls-remote", target.git_url, f"{prefix}*").splitlines()
-    return {line.split()[1][len(prefix):] for line in lines}
+    baseline = experiment_ref(target.commit, "").rstrip("/")  # refs/exps/<sha[:2]>/<sha[2:]>
+    lines = git("ls-remote", target.git_url, f"{baseline}/*").splitlines()
+    return {line.split()[1].rsplit("/", 1)[1] for line in lines}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,8 +208,8 @@ class StepFailed(Exception):
 
 
 def one_line_error(output: str) -> str:
-    """The error a person needs from a failed command's output: a stage's own message (with
-    the stage's name) before an exception's last line before DVC's or git's summary."""
+    """The error a person needs from a failed command's output. In this order: a stage's own
+    message, an exception's last line (both after the failed stage's name), DVC's or git's."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     stage = FAILED_STAGE.search(output)
     for pattern in (STAGE_ERROR, EXCEPTION, TOOL_ERROR):
@@ -244,15 +244,20 @@ def stop_process_tree(pid: int) -> None:
 
 
 def run_step(cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> tuple[int, str]:
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = proc.communicate()
-    except BaseException:  # Ray's cancel raises KeyboardInterrupt here: stop the run's stages too
-        stop_process_tree(proc.pid)
-        raise
+    """Run ``cmd``; its exit code and output (stdout and stderr)."""
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        try:
+            while proc.poll() is None:  # short sleeps, not a blocking read, let Ray's cancel in
+                time.sleep(0.2)
+        except BaseException:  # the cancel is a KeyboardInterrupt: stop the run's stages too
+            stop_process_tree(proc.pid)
+            raise
+        out.seek(0)
+        output = out.read()
     if check and proc.returncode:
-        raise StepFailed(f"{' '.join(cmd[:3])}: {one_line_error(output)}")
+        shown = cmd[2:4] if cmd[1:2] == ["-m"] else cmd[:2]  # "dvc push", "git clone"
+        raise StepFailed(f"{' '.join(shown)}: {one_line_error(output)}")
     return proc.returncode, output
 
 
@@ -331,9 +336,8 @@ def describe_cluster(resources: Resources) -> str:
     if not fits:
         log.warning("no node of the cluster has %g CPUs and %g GPUs for one experiment: the tasks "
                     "wait until one joins", resources.cpus, resources.gpus)
-    return (f"{len(nodes)} nodes, {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs; "
-            f"each experiment {resources.cpus:g} CPUs ({resources.threads} threads), "
-            f"{resources.gpus:g} GPUs")
+    return (f"{len(nodes)} nodes, {total.get('CPU', 0):g} CPU, {total.get('GPU', 0):g} GPU; per "
+            f"experiment {resources.cpus:g} CPU, {resources.gpus:g} GPU, {resources.threads} PyTorch threads")
 
 
 def task_spec(exp: Experiment, target: Target, resources: Resources) -> dict[str, Any]:
@@ -387,10 +391,11 @@ class Board:
         else:
             log.info("%s %s in %.0f s %s", outcome["status"], name, outcome["seconds"], self.counts())
 
-    def summary(self) -> str:
+    def summary(self, unfinished: str = "cancelled") -> str:
+        """A table of every experiment: name, result, overrides, error."""
         rows = []
         for name, exp in self.experiments.items():
-            outcome = self.outcomes.get(name, {"status": "cancelled", "error": ""})
+            outcome = self.outcomes.get(name, {"status": unfinished, "error": ""})
             rows.append({"experiment": name, "result": outcome["status"],
                          "overrides": " ".join(exp.overrides) or "(none)", "error": outcome["error"] or None})
         return markdown_table(rows)
@@ -488,7 +493,7 @@ def main(argv: list[str] | None = None) -> None:
              len(experiments), target.commit[:7], len(pushed & set(board.experiments)),
              target.git_remote, len(todo))
     if args.dry:
-        sys.stdout.write(board.summary().replace("| cancelled |", "| to run |"))
+        sys.stdout.write(board.summary(unfinished="to run"))
         return
 
     resources = Resources(args.cpus, args.gpus, args.retries)
