@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.benchmark import (
-    commit, dvc_cmd, experiment_refs, machine, project_copy, run_tool, shrunk_pipeline,
+    ROOT, commit, dvc_cmd, experiment_refs, machine, project_copy, run_tool, shrunk_pipeline,
     stop_queue_workers, tool_env, wait_for_experiments,
 )
 from benchmarks.ray_cluster import LocalRayCluster
@@ -42,10 +43,12 @@ from vae_anomaly.io import log, write_json
 
 
 def pushed_project(workdir: Path, rows: int, epochs: int) -> Path:
-    """The project, reproduced and pushed to a bare git remote and a DVC remote in ``workdir``."""
+    """The project with scripts/ (the sweep's driver), reproduced and pushed to a bare git
+    remote and a DVC remote in ``workdir``."""
     updates = {**shrunk_pipeline(), "data.synthetic.n_train": rows, "train.epochs": epochs,
                "baselines.names": []}
     project = project_copy(workdir / "project", updates)
+    shutil.copytree(ROOT / "scripts", project / "scripts", ignore=shutil.ignore_patterns("__pycache__"))
     run_tool(["git", "init", "-q", "--bare", str(workdir / "project.git")], workdir)
     run_tool(["git", "remote", "add", "origin", str(workdir / "project.git")], project)
     run_tool(dvc_cmd("remote", "add", "-d", "storage", str(workdir / "dvc-remote")), project)

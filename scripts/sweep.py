@@ -2,17 +2,18 @@
 
     python -m scripts.sweep -S 'model.beta=0.1,1,10' -S 'train.seed=range(0,3)'
     python -m scripts.sweep --address auto --cpus 2 --gpus 0.25 -S train.device=cuda -S ...
+    python -m scripts.sweep evaluate -S ...      # stages up to evaluate only, as `dvc exp run evaluate`
 
 The -S arguments are those of `dvc exp run --queue -S`, expanded by DVC's own parser (value
 lists, `range(...)`, `choice(...)`, `other.yaml:key=value`): one experiment per combination,
-named `<--name>-<8 hex digits of its overrides>`, so the same sweep always gives the same
-names. Each experiment is one Ray task which, on whichever node runs it:
+named `<--name>-<8 hex digits of its overrides and stages>`, so the same sweep always gives
+the same names. Each experiment is one Ray task which, on whichever node runs it:
 
 1. clones the git remote (--git-remote, default origin) at the commit the driver stands on
    (committed and pushed: nothing else reaches the nodes);
-2. runs `dvc exp run --pull -n NAME -S ...` with OMP_NUM_THREADS set to its CPUs: the stages
-   whose inputs did not change take their outputs from the DVC remote (the default one of the
-   committed .dvc/config, or --dvc-remote), the others run;
+2. runs `dvc exp run --pull -n NAME -S ... [stages]` with OMP_NUM_THREADS set to its CPUs:
+   the stages whose inputs did not change take their outputs from the DVC remote (the
+   default one of the committed .dvc/config, or --dvc-remote), the others run;
 3. pushes the outputs (`dvc push`), then the experiment's git ref (`dvc exp push`). So a ref
    on the git remote always has its outputs in the DVC remote: a task stopped at any moment
    leaves a whole experiment or none.
@@ -44,6 +45,7 @@ from typing import Any
 
 import ray
 from ray import cloudpickle
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from scripts.experiment import markdown_table
 from vae_anomaly.io import UserError, log, run_stage
@@ -60,11 +62,12 @@ LOG_LINES = 200
 class Experiment:
     name: str
     overrides: tuple[str, ...]  # `-S` arguments of `dvc exp run`
+    targets: tuple[str, ...] = ()  # stages of `dvc exp run`; none: the whole pipeline
 
 
 @dataclass(frozen=True)
-class Target:
-    """Where the tasks start from and push to."""
+class Origin:
+    """The commit the tasks start from, and the remotes they clone from and push to."""
 
     commit: str
     git_remote: str  # its name here, for `dvc exp pull`
@@ -87,7 +90,7 @@ class Resources:
 # The plan: experiments from the -S arguments
 # ---------------------------------------------------------------------------------------------
 
-def plan(set_params: list[str], prefix: str) -> list[Experiment]:
+def plan(set_params: list[str], prefix: str, targets: tuple[str, ...] = ()) -> list[Experiment]:
     """One experiment per combination of the `-S` arguments, as `dvc exp run --queue` makes
     them; duplicates once."""
     from dvc.exceptions import DvcException
@@ -107,15 +110,16 @@ def plan(set_params: list[str], prefix: str) -> list[Experiment]:
     for sweep in sweeps:
         overrides = tuple(o if path == DEFAULT_PARAMS else f"{path}:{o}"
                           for path, values in sweep.items() for o in values)
-        name = experiment_name(prefix, overrides)
-        experiments.setdefault(name, Experiment(name, overrides))
+        name = experiment_name(prefix, overrides, targets)
+        experiments.setdefault(name, Experiment(name, overrides, targets))
     return list(experiments.values())
 
 
-def experiment_name(prefix: str, overrides: tuple[str, ...]) -> str:
-    """The same overrides in any order give the same name: how a second run of a sweep finds
-    the experiments of the first."""
-    digest = hashlib.sha1("\n".join(sorted(overrides)).encode()).hexdigest()
+def experiment_name(prefix: str, overrides: tuple[str, ...], targets: tuple[str, ...] = ()) -> str:
+    """The same overrides (and stages) in any order give the same name: how a second run of a
+    sweep finds the experiments of the first."""
+    key = [*sorted(overrides), *(f"stage {t}" for t in sorted(targets))]
+    digest = hashlib.sha1("\n".join(key).encode()).hexdigest()
     return f"{prefix}-{digest[:8]}"
 
 
@@ -137,7 +141,7 @@ def git(*args: str, check: bool = True) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
-def check_project(git_remote: str, dvc_remote: str | None) -> Target:
+def check_project(git_remote: str, dvc_remote: str | None) -> Origin:
     """The commit to run and the remotes, or a UserError saying what the nodes would miss."""
     commit = git("rev-parse", "HEAD")
     changed = git("status", "--porcelain", "--untracked-files=no").splitlines()
@@ -157,7 +161,7 @@ def check_project(git_remote: str, dvc_remote: str | None) -> Target:
         raise UserError(f"commit {commit[:7]} is not on git remote {git_remote!r}, where the "
                         f"nodes clone it from: push it first (git push {git_remote} HEAD)")
     check_dvc_remote(commit, dvc_remote)
-    return Target(commit, git_remote, url, dvc_remote)
+    return Origin(commit, git_remote, url, dvc_remote)
 
 
 def check_dvc_remote(commit: str, name: str | None) -> None:
@@ -185,10 +189,10 @@ def is_local_path(url: str) -> bool:
     return "://" not in url and not re.match(r"^[^/]+:", url)
 
 
-def pushed_names(target: Target) -> set[str]:
-    """Names of the experiments of ``target.commit`` whose refs are on the git remote."""
-    baseline = experiment_ref(target.commit, "").rstrip("/")  # refs/exps/<sha[:2]>/<sha[2:]>
-    lines = git("ls-remote", target.git_url, f"{baseline}/*").splitlines()
+def pushed_names(origin: Origin) -> set[str]:
+    """Names of the experiments of ``origin.commit`` whose refs are on the git remote."""
+    baseline = experiment_ref(origin.commit, "").rstrip("/")  # refs/exps/<sha[:2]>/<sha[2:]>
+    lines = git("ls-remote", origin.git_url, f"{baseline}/*").splitlines()
     return {line.split()[1].rsplit("/", 1)[1] for line in lines}
 
 
@@ -287,8 +291,8 @@ def run_experiment(task: dict[str, Any], progress: Any) -> dict[str, Any]:
         if task["dvc_remote"]:
             run_step([*dvc, "remote", "default", "--local", task["dvc_remote"]], clone, env)
         overrides = [arg for override in task["overrides"] for arg in ("-S", override)]
-        code, output = run_step([*dvc, "exp", "run", "--pull", "-n", task["name"], *overrides],
-                                clone, env, check=False)
+        code, output = run_step([*dvc, "exp", "run", "--pull", "-n", task["name"], *overrides,
+                                 *task["targets"]], clone, env, check=False)
         if code:
             return outcome("failed", one_line_error(output), output)
         # Outputs first: a ref on the git remote then always has its outputs in the DVC remote.
@@ -340,10 +344,10 @@ def describe_cluster(resources: Resources) -> str:
             f"experiment {resources.cpus:g} CPU, {resources.gpus:g} GPU, {resources.threads} PyTorch threads")
 
 
-def task_spec(exp: Experiment, target: Target, resources: Resources) -> dict[str, Any]:
-    return {"name": exp.name, "overrides": list(exp.overrides), "commit": target.commit,
-            "ref": experiment_ref(target.commit, exp.name), "git_url": target.git_url,
-            "dvc_remote": target.dvc_remote, "threads": resources.threads}
+def task_spec(exp: Experiment, origin: Origin, resources: Resources) -> dict[str, Any]:
+    return {"name": exp.name, "overrides": list(exp.overrides), "targets": list(exp.targets),
+            "commit": origin.commit, "ref": experiment_ref(origin.commit, exp.name),
+            "git_url": origin.git_url, "dvc_remote": origin.dvc_remote, "threads": resources.threads}
 
 
 def ray_error(err: Exception) -> str:
@@ -401,17 +405,17 @@ class Board:
         return markdown_table(rows)
 
 
-def run_on_cluster(experiments: list[Experiment], target: Target, resources: Resources,
+def run_on_cluster(experiments: list[Experiment], origin: Origin, resources: Resources,
                    board: Board) -> bool:
     """Submit every experiment and follow them to the end; False when Ctrl-C cut it short."""
     here = ray.get_runtime_context().get_node_id()
-    progress = ray.remote(Progress).options(
-        num_cpus=0, scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(here, soft=True),
+    progress = ray.remote(Progress).options(  # beside the driver, on no CPU
+        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
     ).remote()
     remote = ray.remote(run_experiment).options(
         num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=resources.retries,
     )
-    pending = {remote.remote(task_spec(e, target, resources), progress): e.name for e in experiments}
+    pending = {remote.remote(task_spec(e, origin, resources), progress): e.name for e in experiments}
     seen = 0
 
     def collect(refs: list[Any]) -> None:
@@ -450,48 +454,54 @@ def run_on_cluster(experiments: list[Experiment], target: Target, resources: Res
         return False
 
 
-def pull(target: Target, names: list[str]) -> None:
+def pull(origin: Origin, names: list[str]) -> None:
     """`dvc exp pull` of the finished experiments: their refs, and their outputs from the DVC remote."""
     if not names:
         return
-    remote = ["-r", target.dvc_remote] if target.dvc_remote else []
-    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "pull", *remote, target.git_remote, *names],
+    remote = ["-r", origin.dvc_remote] if origin.dvc_remote else []
+    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "pull", *remote, origin.git_remote, *names],
                           capture_output=True, text=True)
     if done.returncode:
-        raise UserError(f"the experiments are on git remote {target.git_remote!r}, but `dvc exp pull` "
+        raise UserError(f"the experiments are on git remote {origin.git_remote!r}, but `dvc exp pull` "
                         f"failed here: {one_line_error(done.stdout + done.stderr)}")
     log.info("pulled %d experiments: dvc exp show lists them", len(names))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("targets", nargs="*", help="stages to reproduce, as in `dvc exp run` (default: all)")
     parser.add_argument("-S", "--set-param", action="append", default=[], metavar="[FILE:]KEY=VALUES",
                         help="overrides in the grammar of `dvc exp run --queue -S` (lists, range(...))")
     parser.add_argument("--address", help="the Ray cluster: `auto`, a head's host:port; default: "
                         "$RAY_ADDRESS, else a cluster started on this machine, else a new local one")
-    parser.add_argument("--cpus", type=float, default=1.0, help="CPUs per experiment, and its threads (default 1)")
-    parser.add_argument("--gpus", type=float, default=0.0, help="GPUs per experiment; a fraction shares one (default 0)")
-    parser.add_argument("--retries", type=int, default=3, help="retries of a task whose worker or node dies (default 3)")
+    parser.add_argument("--cpus", type=float, default=1.0, help="CPUs per experiment, and its threads "
+                        "(default 1)")
+    parser.add_argument("--gpus", type=float, default=0.0, help="GPUs per experiment; a fraction shares "
+                        "one (default 0)")
+    parser.add_argument("--retries", type=int, default=3, help="retries of a task whose worker or node "
+                        "dies (default 3)")
     parser.add_argument("--name", default="sweep", help="prefix of the experiment names (default sweep)")
-    parser.add_argument("--git-remote", default="origin", help="git remote every node clones from and pushes to")
+    parser.add_argument("--git-remote", default="origin", help="git remote every node clones from and "
+                        "pushes to (default origin)")
     parser.add_argument("--dvc-remote", help="DVC remote for the outputs (default: the committed default)")
-    parser.add_argument("--dry", action="store_true", help="print the experiments and which are already pushed; run nothing")
+    parser.add_argument("--dry", action="store_true", help="list the experiments and which are already "
+                        "pushed; run nothing")
     args = parser.parse_args(argv)
     if args.cpus <= 0 or args.gpus < 0 or args.retries < 0:
         raise UserError("--cpus must be > 0, --gpus and --retries >= 0")
 
     os.chdir(git("rev-parse", "--show-toplevel"))
-    experiments = plan(args.set_param, args.name)
-    target = check_project(args.git_remote, args.dvc_remote)
-    pushed = pushed_names(target)
+    experiments = plan(args.set_param, args.name, tuple(args.targets))
+    origin = check_project(args.git_remote, args.dvc_remote)
+    pushed = pushed_names(origin)
     board = Board(experiments)
     for exp in experiments:
         if exp.name in pushed:
             board.outcomes[exp.name] = {"name": exp.name, "status": "already pushed", "error": ""}
     todo = [e for e in experiments if e.name not in pushed]
     log.info("sweep of %d experiments at commit %s: %d already pushed to %s, %d to run",
-             len(experiments), target.commit[:7], len(pushed & set(board.experiments)),
-             target.git_remote, len(todo))
+             len(experiments), origin.commit[:7], len(pushed & set(board.experiments)),
+             origin.git_remote, len(todo))
     if args.dry:
         sys.stdout.write(board.summary(unfinished="to run"))
         return
@@ -501,8 +511,8 @@ def main(argv: list[str] | None = None) -> None:
     if todo:
         connect(args.address)
         log.info("Ray cluster: %s", describe_cluster(resources))
-        completed = run_on_cluster(todo, target, resources, board)
-    pull(target, [n for n, o in board.outcomes.items() if o["status"] != "failed"])
+        completed = run_on_cluster(todo, origin, resources, board)
+    pull(origin, [n for n, o in board.outcomes.items() if o["status"] != "failed"])
     sys.stdout.write(board.summary())
     if not completed:
         sys.exit(EXIT_INTERRUPTED)

@@ -20,6 +20,7 @@ from test_pipeline import dvc, make_project, run
 from vae_anomaly.io import UserError
 
 SWEEP = ["model.beta=0.5,2", "train.seed=range(0,2)"]
+STAGES = ("evaluate",)  # the sweeps on the cluster skip `plot`, a quarter of a run's time
 
 
 def set_args(overrides: list[str]) -> list[str]:
@@ -41,6 +42,8 @@ def test_plan_expands_value_lists_and_range_as_dvc_does():
     # the same sweep written in another order names the same experiments
     assert {e.name for e in plan(SWEEP[::-1], "sweep")} == {e.name for e in experiments}
     assert plan(["other.yaml:a=1,2"], "x")[1].overrides == ("other.yaml:a=2",)
+    # the same overrides on other stages are other experiments
+    assert not {e.name for e in plan(SWEEP, "sweep", STAGES)} & {e.name for e in experiments}
 
 
 def test_plan_refuses_what_dvc_would_refuse():
@@ -121,9 +124,9 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory) -> Path:
-    """The driver's project, committed and pushed (git to a bare repository, outputs to a DVC
-    remote) as a user leaves it before a sweep; `prepare` and `baselines` reproduced, so the
-    tasks pull their outputs and run the rest."""
+    """The driver's project, reproduced, committed and pushed (git to a bare repository,
+    outputs to a DVC remote) as a user leaves it before a sweep. The tasks pull what their
+    overrides leave unchanged (`prepare`, `baselines`) and run the rest."""
     root = make_project(tmp_path_factory.mktemp("project"), extra=("scripts",))
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["baselines"]["names"] = []
@@ -132,9 +135,9 @@ def origin(tmp_path_factory) -> Path:
     run(["git", "init", "-q", "--bare", str(remotes / "project.git")], remotes)
     run(["git", "remote", "add", "origin", str(remotes / "project.git")], root)
     dvc("remote", "add", "-d", "storage", str(remotes / "dvc"), cwd=root)
-    dvc("repro", "prepare", "baselines", cwd=root)
+    dvc("repro", cwd=root)
     run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "prepared, and the remotes"], root)
+    run(["git", "commit", "-qm", "run, and the remotes"], root)
     run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], root)
     dvc("push", cwd=root)
     return root
@@ -200,8 +203,8 @@ def remote_experiments(root: Path) -> set[str]:
 def swept(origin, cluster) -> Driver:
     """The 4-experiment sweep, during which the worker process running the first experiment is
     killed once that experiment's `dvc exp run` has begun."""
-    victim = plan(SWEEP, "sweep")[0].name
-    driver = Driver(origin, cluster, *set_args(SWEEP))
+    victim = plan(SWEEP, "sweep", STAGES)[0].name
+    driver = Driver(origin, cluster, *STAGES, *set_args(SWEEP))
     pid = int(driver.wait_for(rf"running {victim} on \S+, pid (\d+)").group(1))
     wait_until_running(cluster, victim)
     os.kill(pid, signal.SIGKILL)
@@ -211,7 +214,7 @@ def swept(origin, cluster) -> Driver:
 
 def test_sweep_gives_the_metrics_of_the_same_runs_one_by_one(swept, origin, tmp_path, monkeypatch):
     assert swept.proc.returncode == 0, swept.output
-    names = [e.name for e in plan(SWEEP, "sweep")]
+    names = [e.name for e in plan(SWEEP, "sweep", STAGES)]
     assert "| experiment | result | overrides | error |" in swept.output
     on_cluster = exp_metrics(origin)
     assert set(on_cluster) == set(names)
@@ -226,8 +229,8 @@ def test_sweep_gives_the_metrics_of_the_same_runs_one_by_one(swept, origin, tmp_
     run(["git", "config", "user.email", "test@example.com"], solo)
     run(["git", "config", "user.name", "test"], solo)
     dvc("pull", "prepare", "baselines", cwd=solo)  # what the tasks pulled
-    for exp in plan(SWEEP, "sweep"):
-        dvc("exp", "run", "-n", exp.name, *set_args(list(exp.overrides)), cwd=solo)
+    for exp in plan(SWEEP, "sweep", STAGES):
+        dvc("exp", "run", "-n", exp.name, *set_args(list(exp.overrides)), *STAGES, cwd=solo)
     one_by_one = exp_metrics(solo)
     for name in names:
         assert on_cluster[name]["reports/metrics.json"]["roc_auc"] is not None
@@ -235,32 +238,37 @@ def test_sweep_gives_the_metrics_of_the_same_runs_one_by_one(swept, origin, tmp_
 
 
 def test_same_sweep_again_skips_the_pushed_experiments(swept, origin, cluster):
-    again = sweep(origin, cluster, *set_args(SWEEP))
+    again = sweep(origin, cluster, *STAGES, *set_args(SWEEP))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "4 already pushed to origin, 0 to run" in again.stderr
     assert again.stdout.count("| already pushed |") == 4
+    wider = sweep(origin, cluster, *STAGES, "--dry", *set_args(["model.beta=0.5,2", "train.seed=range(0,3)"]))
+    assert "sweep of 6 experiments" in wider.stderr and "4 already pushed to origin, 2 to run" in wider.stderr
+    assert wider.stdout.count("| to run |") == 2
 
 
 def test_pulled_experiments_are_read_by_the_aggregate_script(swept, origin, tmp_path):
     table = run([sys.executable, "-m", "scripts.aggregate", "--out", str(tmp_path)], origin).stdout
-    assert re.search(r"\| vae \| 0.5 \| 2 \| 2 \|", table) and re.search(r"\| vae \| 2 \| 2 \| 2 \|", table)
+    rows = table.splitlines()  # beta, latent size, seeds: the two seeds of each beta in one row
+    assert any(row.startswith("| 0.5 | 2 | 2 |") for row in rows), table
+    assert any(row.startswith("| 2 | 2 | 2 |") for row in rows), table
 
 
 def test_a_worker_killed_mid_run_is_retried_and_nothing_is_lost(swept, origin):
     assert swept.proc.returncode == 0, swept.output
-    victim = plan(SWEEP, "sweep")[0].name
+    victim = plan(SWEEP, "sweep", STAGES)[0].name
     assert f"running {victim} (attempt 2)" in swept.output
     assert f"pushed {victim}" in swept.output
     try:
         dvc("exp", "apply", victim, cwd=origin)  # its outputs came back through the DVC remote
-        assert "up to date" in dvc("status", cwd=origin)
+        assert "up to date" in dvc("status", "--with-deps", *STAGES, cwd=origin)
     finally:
         run(["git", "reset", "-q", "--hard"], origin)
 
 
 def test_a_run_that_fails_is_reported_and_the_others_go_on(origin, cluster):
-    bad, good = plan(["model.beta=-1,3"], "sweep")
-    done = sweep(origin, cluster, "-S", "model.beta=-1,3")
+    bad, good = plan(["model.beta=-1,3"], "sweep", STAGES)
+    done = sweep(origin, cluster, *STAGES, "-S", "model.beta=-1,3")
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"failed {bad.name}: train: model.beta = -1 is not allowed; expected a number >= 0" in done.stderr
     assert f"pushed {good.name}" in done.stderr
@@ -271,8 +279,8 @@ def test_a_run_that_fails_is_reported_and_the_others_go_on(origin, cluster):
 
 def test_ctrl_c_cancels_the_tasks_and_leaves_nothing_half_pushed(origin, cluster):
     overrides = ["train.seed=range(20,22)"]
-    experiments = plan(overrides, "sweep")
-    driver = Driver(origin, cluster, *set_args(overrides))
+    experiments = plan(overrides, "sweep", STAGES)
+    driver = Driver(origin, cluster, *STAGES, *set_args(overrides))
     for exp in experiments:
         wait_until_running(cluster, exp.name)
     driver.proc.send_signal(signal.SIGINT)
