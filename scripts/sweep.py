@@ -487,8 +487,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dry", action="store_true", help="list the experiments and which are already "
                         "pushed; run nothing")
     args = parser.parse_args(argv)
-    if args.cpus <= 0 or args.gpus < 0 or args.retries < 0:
-        raise UserError("--cpus must be > 0, --gpus and --retries >= 0")
+    if args.cpus <= 0 or args.retries < 0:
+        raise UserError(f"--cpus {args.cpus:g}, --retries {args.retries}: expected CPUs > 0 and retries >= 0")
+    if args.gpus < 0 or (args.gpus > 1 and not args.gpus.is_integer()):
+        raise UserError(f"--gpus {args.gpus:g}: expected a fraction below 1 (runs sharing a GPU) "
+                        "or a whole number of GPUs")
 
     os.chdir(git("rev-parse", "--show-toplevel"))
     experiments = plan(args.set_param, args.name, tuple(args.targets))

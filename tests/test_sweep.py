@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from benchmarks.ray_cluster import LocalRayCluster
-from scripts.sweep import check_project, experiment_ref, one_line_error, plan, pushed_names
+from scripts.sweep import check_project, experiment_ref, main, one_line_error, plan, pushed_names
 from test_pipeline import dvc, make_project, run
 from vae_anomaly.io import UserError
 
@@ -51,6 +51,13 @@ def test_plan_refuses_what_dvc_would_refuse():
         plan(["model.hidden_dims=[16,8"], "sweep")
     with pytest.raises(UserError, match="--name 'a b'"):
         plan(SWEEP, "a b")
+
+
+def test_resources_are_checked_before_anything_runs():
+    with pytest.raises(UserError, match="--gpus 1.5: expected a fraction below 1"):
+        main(["--gpus", "1.5", "-S", "model.beta=1"])
+    with pytest.raises(UserError, match="--cpus 0"):
+        main(["--cpus", "0"])
 
 
 def test_one_line_error_names_the_stage_and_its_message():
