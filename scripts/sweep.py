@@ -77,6 +77,8 @@ class Origin:
 
 @dataclass(frozen=True)
 class Resources:
+    """What each experiment's task asks of Ray."""
+
     cpus: float
     gpus: float
     retries: int
@@ -155,11 +157,12 @@ def check_project(git_remote: str, dvc_remote: str | None) -> Origin:
                         f"(git remote add {git_remote} <url>) or name one with --git-remote")
     if is_local_path(url):
         url = str(Path(url).resolve())
-    remote_tips = [line.split()[0] for line in git("ls-remote", url).splitlines()]
+    remote_tips = {line.split()[0] for line in git("ls-remote", "--heads", "--tags", url).splitlines()}
     if not any(subprocess.run(["git", "merge-base", "--is-ancestor", commit, tip],
                               capture_output=True).returncode == 0 for tip in remote_tips):
         raise UserError(f"commit {commit[:7]} is not on git remote {git_remote!r}, where the "
-                        f"nodes clone it from: push it first (git push {git_remote} HEAD)")
+                        f"nodes clone it from: push it first (git push {git_remote} HEAD), or, "
+                        f"if it is there, `git fetch {git_remote}` so that this clone knows it")
     check_dvc_remote(commit, dvc_remote)
     return Origin(commit, git_remote, url, dvc_remote)
 
