@@ -274,14 +274,14 @@ def test_a_worker_killed_mid_run_is_retried_and_nothing_is_lost(swept, origin):
 
 
 def test_a_run_that_fails_is_reported_and_the_others_go_on(origin, cluster):
-    bad, good = plan(["model.beta=-1,3"], "sweep", STAGES)
-    done = sweep(origin, cluster, *STAGES, "-S", "model.beta=-1,3")
+    bad, good = plan(["model.beta=-1,3"], "sweep", ("train",))  # `train` alone: enough to fail
+    done = sweep(origin, cluster, "train", "-S", "model.beta=-1,3")
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"failed {bad.name}: train: model.beta = -1 is not allowed; expected a number >= 0" in done.stderr
     assert f"pushed {good.name}" in done.stderr
     assert (origin / f".dvc/tmp/sweep/{bad.name}.log").is_file()
     metrics = exp_metrics(origin)
-    assert good.name in metrics and bad.name not in metrics
+    assert metrics[good.name]["reports/train_metrics.json"]["epochs_run"] == 3 and bad.name not in metrics
 
 
 def test_ctrl_c_cancels_the_tasks_and_leaves_nothing_half_pushed(origin, cluster):
