@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from benchmarks.ray_cluster import LocalRayCluster
-from scripts.sweep import check_project, experiment_ref, main, one_line_error, plan, pushed_names
+from scripts.sweep import check_project, experiment_ref, main, plan, pushed_names
+from scripts.sweep_task import one_line_error
 from test_pipeline import dvc, make_project, run
 from vae_anomaly.io import UserError
 
