@@ -1,7 +1,7 @@
 """Aggregate DVC experiments into the reconstruction-detection trade-off view.
 
-    python -m scripts.aggregate                      # reads `dvc exp show --json`
-    python -m scripts.aggregate --input exps.json    # or a saved copy of it
+    python -m scripts.aggregate                      # reads the experiments (dvc.api.exp_show)
+    python -m scripts.aggregate --input exps.csv     # or a saved `dvc exp show --csv > exps.csv`
 
 Every finished experiment (and the workspace and baseline commits, when they hold metrics) is
 one run. Runs are grouped into configurations by every param except `train.seed`, and each
@@ -22,9 +22,9 @@ detection trade-off in VAE-based unsupervised anomaly detection" (ISBI 2026).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
-import subprocess
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -33,9 +33,11 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from tabulate import tabulate
 
 from vae_anomaly import plots
-from vae_anomaly.io import UserError, atomic_path, log, run_stage
+from vae_anomaly.io import UserError, atomic_path, log, run_main
+from vae_anomaly.params import SCHEMA
 
 plt = plots.plt
 METRICS_FILE = "reports/metrics.json"
@@ -52,15 +54,15 @@ COLUMNS = [
 MARKERS = "osD^vP*Xph<>"
 SWEEP_HINT = (
     "queue a sweep first, e.g. dvc exp run --queue -S 'model.beta=0.1,1,10' "
-    "-S 'train.seed=range(0,3)', then dvc queue start -j 2 (see the README)"
+    "-S 'train.seed=range(0,3)', then dvc queue start -j 2 (see docs/study.md)"
 )
 
 
 @dataclass
 class Run:
     name: str
-    params: dict[str, Any]  # flattened: "model.beta" -> 1.0
-    metrics: dict[str, Any]  # reports/metrics.json as written by evaluate
+    params: dict[str, Any]  # "model.beta" -> 1.0
+    metrics: dict[str, Any]  # every other column of the run's row: "latent.w2_normal_anomaly" -> 0.2
 
 
 @dataclass
@@ -75,69 +77,52 @@ class Config:
         return _number(self.runs[0].params.get(key))
 
     def values(self, key: str) -> np.ndarray:
-        """The metric at dotted ``key`` of every run, NaN where a run lacks it."""
-        return np.array([_number(dig(r.metrics, key)) for r in self.runs], dtype=float)
+        """The metric ``key`` of every run, NaN where a run lacks it."""
+        return np.array([_number(metric(r.metrics, key)) for r in self.runs], dtype=float)
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
-
-
-def dig(tree: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(tree, dict) or part not in tree:
-            return None
-        tree = tree[part]
-    return tree
+def metric(row: dict[str, Any], key: str) -> Any:
+    """A metric of reports/metrics.json in a row; DVC prefixes the file's path to a key that
+    another metrics file has too."""
+    return row.get(key, row.get(f"{METRICS_FILE}:{key}"))
 
 
 def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def _file_data(record_data: dict[str, Any], kind: str, path: str) -> dict[str, Any] | None:
-    """The parsed content of one params or metrics file of a record, None if absent or broken."""
-    entry = (record_data.get(kind) or {}).get(path) or {}
-    data = entry.get("data")
-    return data if isinstance(data, dict) and not entry.get("error") else None
+def _leaves(schema: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for name, spec in schema.items():
+        keys += _leaves(spec, f"{prefix}{name}.") if isinstance(spec, dict) else [prefix + name]
+    return keys
 
 
-def collect_runs(exp_show: list[dict[str, Any]]) -> tuple[list[Run], Counter]:
-    """Runs with metrics from a `dvc exp show --json` document (DVC 3.x: a list of the
-    workspace and baseline commits, each with ``data`` and ``experiments``, a list of ranges
-    whose ``revs`` hold the experiments' own ``data`` and whose ``executor.state`` says
-    queued/running/failed/success). Identical runs (same params and metrics, e.g. the
-    workspace and the commit it was run from) count once. Also returns why others were left out."""
-    if not isinstance(exp_show, list):
-        raise UserError("the experiments document is not a list; expected `dvc exp show --json` output")
-    experiments: list[tuple[str, dict[str, Any], str | None]] = []
-    commits: list[tuple[str, dict[str, Any], str | None]] = []
-    for baseline in exp_show:
-        commits.append((baseline.get("name") or baseline.get("rev", "?"), baseline.get("data") or {}, None))
-        for exp_range in baseline.get("experiments") or []:
-            state = (exp_range.get("executor") or {}).get("state")
-            for rev in exp_range.get("revs") or []:
-                experiments.append((rev.get("name") or rev.get("rev", "?"), rev.get("data") or {}, state))
+# The params, by the schema: DVC's rows mix params, metrics and dependencies' hashes in one
+# namespace, and "baselines.*" is a section of both params.yaml and reports/metrics.json.
+PARAM_KEYS = _leaves(SCHEMA)
+ROW_INFO = ("Experiment", "rev", "typ", "Created", "parent", "State", "Executor")
+
+
+def collect_runs(rows: list[dict[str, Any]]) -> tuple[list[Run], Counter]:
+    """Runs with metrics from the rows of `dvc exp show` (one per workspace, commit and
+    experiment; ``State`` says Queued, Running, Failed or Success). Identical runs (same
+    params and metrics, e.g. the workspace and the commit it was run from) count once. Also
+    returns why the others were left out."""
     # Experiments first, so a run that is also the workspace keeps its experiment's name.
-    records = experiments + commits
+    ordered = sorted(rows, key=lambda row: row.get("typ") == "baseline")
     runs, seen, skipped = [], set(), Counter()
-    for name, data, state in records:
-        params = _file_data(data, "params", "params.yaml")
-        metrics = _file_data(data, "metrics", METRICS_FILE)
-        if params is None or metrics is None:
-            skipped[state or "no metrics"] += 1
+    for row in ordered:
+        if metric(row, "n_flagged") is None:  # evaluate has not written reports/metrics.json
+            skipped[(row.get("State") or "no metrics").lower()] += 1
             continue
-        key = json.dumps([params, metrics], sort_keys=True)
+        key = json.dumps({k: v for k, v in row.items() if k not in ROW_INFO}, sort_keys=True, default=str)
         if key in seen:
             continue
         seen.add(key)
-        runs.append(Run(name, flatten(params), metrics))
+        params = {k: row[k] for k in PARAM_KEYS if k in row}
+        others = {k: v for k, v in row.items() if k not in params and k not in ROW_INFO}
+        runs.append(Run(row.get("Experiment") or row.get("rev") or "?", params, others))
     return runs, skipped
 
 
@@ -210,13 +195,13 @@ def markdown_table(configs: list[Config], variant_keys: list[str], detection: st
     # Leave out metric columns no run has (SSIM on tabular data, alpha without a Sparse VAE).
     columns = [(t, k) for t, k in columns if any(np.isfinite(c.values(k)).any() for c in configs)]
     head = [short(k, variant_keys) for k in variant_keys] + ["beta", "latent", "seeds"] + [t for t, _ in columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    rows = []
     for c in configs:
         cells = [str(c.params[k]) for k in variant_keys]
         cells += [f"{c.param(BETA):g}", f"{c.param(LATENT):g}", str(len(c.runs))]
         cells += [mean_std(c.values(k)) for _, k in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return tabulate(rows, head, tablefmt="github", disable_numparse=True) + "\n"
 
 
 def _style(configs: list[Config], variant_keys: list[str]):
@@ -308,21 +293,36 @@ def seed_variability_figure(configs: list[Config], variant_keys: list[str], dete
 
 
 def read_exp_show(path: Path | None, all_commits: bool) -> list[dict[str, Any]]:
-    """The `dvc exp show --json` document: from ``path``, or by running dvc here."""
+    """The rows of `dvc exp show`: from a saved `--csv` copy at ``path``, or from DVC here."""
     if path is not None:
         if not path.is_file():
-            raise UserError(f"{path} not found; save one with `dvc exp show --json > {path}`")
+            raise UserError(f"{path} not found; save one with `dvc exp show --csv > {path}`")
+        with open(path, newline="") as fh:
+            rows = [{k: _csv_value(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+        if rows and "rev" not in rows[0]:
+            raise UserError(f"{path} has no rev column; expected `dvc exp show --csv` output")
+        return rows
+    import dvc.api  # imported here: it takes a second, and --input does without it
+
+    try:
+        rows = dvc.api.exp_show(revs=None, num=-1 if all_commits else 1)
+    except Exception as err:  # not a DVC repository, or DVC could not read it
+        raise UserError(f"`dvc exp show` failed ({err}); run this from the project root, "
+                        "a DVC repository") from err
+    log.info("read %d rows of dvc exp show", len(rows))
+    return rows
+
+
+def _csv_value(text: str) -> Any:
+    """A cell of `dvc exp show --csv`: empty for none, else a number, a list or text."""
+    if text == "":
+        return None
+    for parse in (int, float, json.loads):
         try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path} is not JSON ({err}); expected `dvc exp show --json` output") from err
-    cmd = [sys.executable, "-m", "dvc", "exp", "show", "--json", *(["--all-commits"] if all_commits else [])]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        raise UserError(f"`dvc exp show --json` failed; run this from the project root "
-                        f"(a DVC repository):\n{done.stderr.strip()}")
-    log.info("read `%s`", " ".join(cmd[2:]))
-    return json.loads(done.stdout)
+            return parse(text)
+        except ValueError:
+            pass
+    return {"True": True, "False": False}.get(text, text)
 
 
 def aggregate(exp_show: list[dict[str, Any]], out: Path, detection: str) -> str:
@@ -349,9 +349,9 @@ def aggregate(exp_show: list[dict[str, Any]], out: Path, detection: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", type=Path, help="a saved `dvc exp show --json` document "
-                        "(default: run `dvc exp show --json` here)")
-    parser.add_argument("--all-commits", action="store_true", help="experiments of every commit, not only HEAD")
+    parser.add_argument("--input", type=Path, help="a saved `dvc exp show --csv` table "
+                        "(default: read the experiments here)")
+    parser.add_argument("--all-commits", action="store_true", help="experiments of every commit before HEAD too (first parents), not only HEAD's")
     parser.add_argument("--out", type=Path, default=Path("reports/study"), help="output folder")
     parser.add_argument("--detection", default="roc_auc", help="detection metric, a dotted key of "
                         "reports/metrics.json (default roc_auc, of score.primary; e.g. "
@@ -361,4 +361,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

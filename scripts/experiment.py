@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tabulate import tabulate
 
-from vae_anomaly.io import UserError, atomic_path, log, run_stage
+from vae_anomaly.io import UserError, atomic_path, log, run_main
 from vae_anomaly.params import validate
 
 PARAMS = Path("params.yaml")
 METRICS = Path("reports/metrics.json")
+PER_TYPE = Path("reports/per_type.json")
 TRAIN_METRICS = Path("reports/train_metrics.json")
 TABLE_DIR = Path("reports/experiments")
 
@@ -64,11 +66,13 @@ def plan(spec: dict[str, Any], params: dict[str, Any]) -> list[tuple[str, dict[s
     return runs
 
 
-def summary_row(name: str, metrics: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
+def summary_row(
+    name: str, metrics: dict[str, Any], per_type: dict[str, Any], train: dict[str, Any]
+) -> dict[str, Any]:
     row = {"experiment": name}
     for key in ("roc_auc", "pr_auc", "f1", "balanced_accuracy", "n_flagged", "threshold"):
         row[key] = metrics.get(key)
-    for kind, m in metrics.get("per_type", {}).items():
+    for kind, m in per_type.items():
         row[f"{kind} roc_auc"] = m.get("roc_auc")
     row["final_train_loss"] = train.get("final_train_loss")
     return row
@@ -80,9 +84,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     def cell(v: Any) -> str:
         return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    cells = [[cell(row.get(c)) for c in columns] for row in rows]
+    return tabulate(cells, columns, tablefmt="github", disable_numparse=True) + "\n"
 
 
 def committed_params() -> str:
@@ -110,15 +113,15 @@ def main() -> None:
     runs = plan(spec, validate(yaml.safe_load(base)))
     rows = []
     for name, overrides in runs:
-        PARAMS.write_text(base)
+        with atomic_path(PARAMS) as tmp:
+            tmp.write_text(base)
         cmd = ["dvc", "exp", "run", "-n", name]
         for key, value in overrides.items():
             cmd += ["-S", override_arg(key, value)]
         log.info("running %s", " ".join(cmd))
         if subprocess.run(cmd).returncode:
             raise UserError(f"experiment {name} failed; see the stage output above")
-        metrics = json.loads(METRICS.read_text())
-        rows.append(summary_row(name, metrics, json.loads(TRAIN_METRICS.read_text())))
+        rows.append(summary_row(name, *(json.loads(p.read_text()) for p in (METRICS, PER_TYPE, TRAIN_METRICS))))
     table = markdown_table(rows)
     with atomic_path(TABLE_DIR / f"{spec['name']}.md") as tmp:
         tmp.write_text(table)
@@ -127,4 +130,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

@@ -13,14 +13,18 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dvc.api
 import yaml
+from tabulate import tabulate
+
+from vae_anomaly.io import UserError, atomic_path, run_main
 
 VEGA_DIR = Path(__file__).resolve().parent / "vendor" / "vega"
 VEGA_SCRIPTS = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")  # embed needs the others
@@ -35,10 +39,6 @@ th:first-child, td:first-child { text-align: left; }
 """
 
 
-class ScriptError(Exception):
-    """A problem the user can fix; shown as one line, exit status 2."""
-
-
 def run_dvc(*args: str) -> str:
     """Run this interpreter's DVC with ``args``; return its stdout, or raise with its error."""
     done = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
@@ -46,7 +46,7 @@ def run_dvc(*args: str) -> str:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         errors = [line for line in lines if line.startswith("ERROR")] or lines[-1:]
         error = errors[0] if errors else ""
-        raise ScriptError(f"`dvc {' '.join(args)}` failed (exit {done.returncode}): {error}")
+        raise UserError(f"`dvc {' '.join(args)}` failed (exit {done.returncode}): {error}")
     return done.stdout
 
 
@@ -83,17 +83,31 @@ def offline_template(title: str, header_html: str) -> str:
 def write_plots_page(
     out_dir: str | Path, title: str, header_html: str, diff_rev: str | None = None
 ) -> Path:
-    """DVC's plots page, offline: `dvc plots show`, or `dvc plots diff REV` (REV vs workspace)."""
+    """DVC's plots page, offline: `dvc plots show`, or `dvc plots diff REV` (REV vs workspace).
+
+    DVC writes the page into a scratch folder beside ``out_dir``; each file is then moved into
+    ``out_dir`` atomically, index.html last, so an interrupted run never leaves a page that
+    points at missing or half-written images.
+    """
+    out_dir = Path(out_dir)
     command = ["plots", "diff", diff_rev] if diff_rev else ["plots", "show"]
-    with tempfile.TemporaryDirectory() as tmp:
-        template = Path(tmp) / "template.html"
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", dir=out_dir.parent) as tmp:
+        template, rendered = Path(tmp) / "template.html", Path(tmp) / "page"
         template.write_text(offline_template(title, header_html), encoding="utf-8")
-        run_dvc(*command, "-o", str(out_dir), "--html-template", str(template))
-    return Path(out_dir) / "index.html"
+        run_dvc(*command, "-o", str(rendered), "--html-template", str(template))
+        files = sorted((p for p in rendered.rglob("*") if p.is_file()), key=lambda p: p.name == "index.html")
+        for source in files:
+            with atomic_path(out_dir / source.relative_to(rendered)) as target:
+                shutil.copyfile(source, target)
+    return out_dir / "index.html"
 
 
-def _number(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+def html_table(header: list[str], rows: list[list[Any]]) -> str:
+    """An HTML table (tabulate escapes every cell); numbers to 4 significant digits."""
+    cells = [[f"{c:.4g}" if isinstance(c, float) else "" if c is None else str(c) for c in row]
+             for row in rows]
+    return tabulate(cells, header, tablefmt="html", disable_numparse=True)
 
 
 def _flatten(mapping: dict, prefix: str = "") -> list[tuple[str, Any]]:
@@ -106,15 +120,6 @@ def _flatten(mapping: dict, prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
-def _html_table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_number(cell))}</td>" for cell in row) + "</tr>"
-        for row in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
 def metrics_tables(metrics: dict) -> str:
     """One metrics file as tables: its scalars as key | value, and each mapping of mappings
     (one row per anomaly type, per score) as a grid."""
@@ -123,25 +128,34 @@ def metrics_tables(metrics: dict) -> str:
         if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
             columns = sorted({c for row in value.values() for c in row})
             rows = [[name, *(row.get(c, "") for c in columns)] for name, row in value.items()]
-            parts.append(_html_table([key, *columns], rows))
+            parts.append(html_table([key, *columns], rows))
         else:
             scalars[key] = value
-    return _html_table(["metric", "value"], [list(r) for r in _flatten(scalars)]) + "".join(parts)
+    table = html_table(["metric", "value"], [list(r) for r in _flatten(scalars)]) if scalars else ""
+    return table + "".join(parts)
+
+
+# The metrics of `dvc metrics show`, then the JSON reports kept out of `dvc exp show`; a
+# report that is one row per name (per anomaly kind) is drawn as one grid, its rows named so.
+METRICS_SECTIONS = (
+    ("Metrics", (), None),
+    ("Per anomaly type", ("reports/per_type.json",), "anomaly kind"),
+    ("Data", ("reports/data_summary.json",), None),
+    ("Baselines: rows, adaptations, failures", ("reports/baselines.json",), None),
+)
 
 
 def metrics_html() -> str:
-    """Every metrics file of `dvc metrics show` for the workspace, one section each."""
-    shown = json.loads(run_dvc("metrics", "show", "--json") or "{}")
-    files = next(iter(shown.values()), {}).get("data", {})  # the one revision: the workspace
-    if not files:
-        return "<p>No metrics yet: run <code>dvc repro</code>.</p>"
+    """The workspace's metrics and per-type and data reports, one section each."""
     parts = []
-    for path, entry in files.items():
-        parts.append(f"<h3>{html.escape(path)}</h3>")
-        if "data" in entry:
-            parts.append(metrics_tables(entry["data"]))
-        else:
-            parts.append(f"<p>could not be read: {html.escape(str(entry.get('error')))}</p>")
+    for title, targets, rows in METRICS_SECTIONS:
+        parts.append(f"<h3>{html.escape(title)}</h3>")
+        try:
+            shown = dvc.api.metrics_show(*targets)
+            parts.append(metrics_tables({rows: shown} if rows else shown))
+        except Exception as err:  # a missing or broken file: say so and show the rest
+            parts.append(f"<p>No {html.escape(', '.join(targets) or 'metrics')} yet "
+                         f"({html.escape(type(err).__name__)}): run <code>dvc repro</code>.</p>")
     return "\n".join(parts)
 
 
@@ -149,7 +163,7 @@ def params_html(path: str = "params.yaml") -> str:
     rows = _flatten(yaml.safe_load(Path(path).read_text()) or {})
     return (
         f"<details><summary>{len(rows)} params from {html.escape(path)}</summary>"
-        + _html_table(["param", "value"], [[k, json.dumps(v) if isinstance(v, (list, str)) else v]
+        + html_table(["param", "value"], [[k, json.dumps(v) if isinstance(v, (list, str)) else v]
                                            for k, v in rows])
         + "</details>"
     )
@@ -170,14 +184,5 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {page} (opens offline)")
 
 
-def run_script(main: Callable[[], None]) -> None:
-    """Run a script's ``main``; a ScriptError is one line on stderr and exit status 2."""
-    try:
-        main()
-    except ScriptError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    run_script(main)
+    run_main(main)

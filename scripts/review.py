@@ -2,11 +2,13 @@
 
     python -m scripts.review --rev main      # writes reports/review.md, reports/review_plots/
 
-The report holds `dvc metrics diff` and `dvc params diff` against the revision, and links the
-page of `dvc plots diff` (the ROC, precision-recall, loss and KL curves of both, overlaid;
-it opens offline, see scripts/report.py). Where vega-lite's `vl2png` (or `vl2svg`) is on
-PATH, as in the pull-request workflow (.github/workflows/review.yml), each curve is also
-drawn to an image shown in the report, which `cml comment create` uploads with it.
+The report leads with the primary score's ROC-AUC, PR-AUC, F1 and flagged count, old → new,
+each marked better or worse; then `dvc metrics diff` and `dvc params diff` against the
+revision, and a link to the page of `dvc plots diff` (the ROC, precision-recall, loss and KL
+curves of both, overlaid; it opens offline, see scripts/report.py). Where vega-lite's
+`vl2png` (or `vl2svg`) is on PATH, as in the pull-request workflow
+(.github/workflows/review.yml), each curve is also drawn to an image shown in the report,
+which `cml comment create` uploads with it.
 """
 from __future__ import annotations
 
@@ -18,27 +20,82 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from scripts.report import (
-    ScriptError, run_dvc, run_script, stale_stages, stale_warning, write_plots_page,
-)
+import dvc.api
+from tabulate import tabulate
+
+from scripts.report import run_dvc, stale_stages, stale_warning, write_plots_page
+from vae_anomaly.io import UserError, atomic_path, run_main
 
 OUT = "reports/review.md"
 PLOTS_DIR = "reports/review_plots"
 METRICS = "reports/metrics.json"
+# The headline of reports/metrics.json: (key, label, whether higher is better; None: neither).
+HEADLINE = (("roc_auc", "ROC-AUC", True), ("pr_auc", "PR-AUC", True), ("f1", "F1", True),
+            ("n_flagged", "flagged", None))
 
 
 def resolve_commit(rev: str) -> str:
-    """The commit ``rev`` names, or a ScriptError that says how to get one."""
+    """The commit ``rev`` names, or a UserError that says how to get one."""
     done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
                           capture_output=True, text=True)
     if done.returncode != 0 or not done.stdout.strip():
-        raise ScriptError(
+        raise UserError(
             f"git revision {rev!r} not found here; pass a branch, tag or commit that exists "
             "(`git branch -a` lists branches; in a shallow CI checkout fetch it first, "
             f"e.g. `git fetch origin {rev}`)"
         )
     return done.stdout.strip()
+
+
+def run_summary(rev: str | None) -> tuple[dict[str, Any], str | None]:
+    """reports/metrics.json and score.primary at ``rev`` (None: the workspace); ({}, None)
+    where the revision has no such file."""
+    try:
+        metrics = dvc.api.metrics_show(METRICS, rev=rev)
+    except FileNotFoundError:
+        metrics = {}
+    try:
+        primary = dvc.api.params_show(rev=rev).get("score", {}).get("primary")
+    except Exception:  # no params.yaml, or one DVC cannot read: the headline says "?"
+        primary = None
+    return metrics, primary
+
+
+def change(old: Any, new: Any, higher_is_better: bool | None) -> str:
+    """``new - old`` and whether that is better or worse; "" where either is not a number."""
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (old, new)):
+        return ""
+    delta = new - old
+    text = f"{delta:+.3g}" if isinstance(delta, float) else f"{delta:+d}"
+    if delta == 0:
+        return "unchanged"
+    if higher_is_better is None:
+        return text
+    return f"{text} ({'better' if (delta > 0) == higher_is_better else 'worse'})"
+
+
+def _fmt(value: Any) -> str:
+    return "–" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def headline_markdown(rev: str, old: dict[str, Any], new: dict[str, Any],
+                      old_primary: str | None, new_primary: str | None) -> list[str]:
+    """The primary metric old → new in bold, then the headline metrics as a table."""
+    if old_primary == new_primary:
+        score = f"`{new_primary}`"
+    else:  # not the same score: the comparison says so rather than hide it
+        score = f"score.primary (`{old_primary}` at `{rev}`, `{new_primary}` here)"
+    key, label, higher = HEADLINE[0]
+    moved = change(old.get(key), new.get(key), higher)
+    lines = [f"**{label} of {score}: {_fmt(old.get(key))} → {_fmt(new.get(key))}"
+             + (f", {moved}" if moved else "") + "**", ""]
+    rows = [[name, _fmt(old.get(k)), _fmt(new.get(k)), change(old.get(k), new.get(k), up)]
+            for k, name, up in HEADLINE]
+    table = tabulate(rows, ["metric", f"`{rev}`", "workspace", "change"], tablefmt="github",
+                     disable_numparse=True)
+    return [*lines, table]
 
 
 def diff_section(kind: str, rev: str) -> str:
@@ -73,7 +130,8 @@ def curve_images(rev: str, plots_dir: Path) -> list[tuple[str, Path]]:
     for name, renders in plots.items():
         for render in (r for r in renders if r.get("type") == "vega"):  # PNG figures: on the page
             spec = plots_dir / (re.sub(r"[^\w-]+", "_", name).strip("_") + ".vl.json")
-            spec.write_text(json.dumps(render["content"]))
+            with atomic_path(spec) as tmp:
+                tmp.write_text(json.dumps(render["content"]))
             while converters:
                 image = _draw(converters[0], spec)
                 if image:
@@ -101,12 +159,15 @@ def review_markdown(rev: str, commit: str, out: Path, plots_dir: Path) -> str:
     failed = failed_baselines()
     page = write_plots_page(plots_dir, f"Review: {rev} vs workspace", "", diff_rev=rev)
     link = Path(os.path.relpath(page, out.parent)).as_posix()
+    (old, old_primary), (new, new_primary) = run_summary(commit), run_summary(None)
     lines = [
         f"## Review: workspace vs `{rev}` ({commit[:7]})",
         "",
         *([f"> **Warning:** {warning}", ""] if warning else []),
         *([f"> **Failed baselines** (no scores, left out of the comparison): {failed}", ""] if failed else []),
-        "### Metrics",
+        *headline_markdown(rev, old, new, old_primary, new_primary),
+        "",
+        "### All metrics",
         "",
         diff_section("metrics", rev),
         "",
@@ -136,10 +197,10 @@ def main(argv: list[str] | None = None) -> None:
     out, plots_dir = Path(args.out), Path(args.plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     markdown = review_markdown(args.rev, commit, out, plots_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(markdown)
+    with atomic_path(out) as tmp:
+        tmp.write_text(markdown)
     print(f"wrote {out} and {plots_dir}/index.html")
 
 
 if __name__ == "__main__":
-    run_script(main)
+    run_main(main)

@@ -34,6 +34,7 @@ import hashlib
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -48,7 +49,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from scripts import sweep_task
 from scripts.experiment import markdown_table
 from scripts.sweep_task import Progress, one_line_error, run_experiment
-from vae_anomaly.io import UserError, log, run_stage
+from vae_anomaly.io import UserError, log, run_main
 
 DEFAULT_PARAMS = "params.yaml"
 POLL_S = 1.0
@@ -403,4 +404,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    # The sweep handles Ctrl-C itself (it cancels its tasks and pulls what finished), so it
+    # takes back Python's KeyboardInterrupt from the scripts package's one-line exit.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    run_main(main)

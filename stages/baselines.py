@@ -12,11 +12,10 @@ RECORD = "reports/baselines.json"
 
 def main() -> None:
     params = load_params()
-    baselines_p = params["baselines"]
-    log.info("read params.yaml: baselines=%s train.device=%s", baselines_p, params["train"]["device"])
+    log.info("read params.yaml: baselines=%s model=%s train=%s", params["baselines"], params["model"], params["train"])
     device = str(resolve_device(params["train"]["device"]))
     features = read_arrays(FEATURES)
-    scores, record = baseline_scores(features["train"], features["test"], baselines_p, device)
+    scores, record = baseline_scores(features, params, device)
     write_arrays(BASELINE_SCORES, **scores)
     write_json(RECORD, record)
 

@@ -1,4 +1,5 @@
-"""prepare: build the dataset's splits; test labels go to a file only evaluation reads."""
+"""prepare: build the dataset's splits; test labels go to a file only evaluation reads; the
+training statistics that scaled a table go beside them."""
 from vae_anomaly.data import IMAGE_SOURCES, make_splits
 from vae_anomaly.data_figures import examples_figure, save_figure
 from vae_anomaly.io import log, run_stage, write_arrays, write_json
@@ -6,6 +7,7 @@ from vae_anomaly.params import load_params
 
 FEATURES = "data/prepared/features.npz"
 LABELS = "data/prepared/labels.npz"
+SCALING = "data/prepared/scaling.npz"
 SUMMARY = "reports/data_summary.json"
 EXAMPLES = "reports/figures_data/examples.png"
 
@@ -20,6 +22,8 @@ def main() -> None:
     splits = make_splits(data)
     write_arrays(FEATURES, train=splits.train, val=splits.val, test=splits.test)
     write_arrays(LABELS, **splits.labels())
+    # The training statistics of tables, for the detector to scale new rows; none for images.
+    write_arrays(SCALING, **(vars(splits.scaling) if splits.scaling else {}))
     write_json(SUMMARY, splits.summary())
     save_figure(examples_figure(splits), EXAMPLES)
 

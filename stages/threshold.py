@@ -1,5 +1,5 @@
 """threshold: choose the decision threshold from unlabelled scores of one split."""
-from vae_anomaly.io import log, read_arrays, run_stage, write_json
+from vae_anomaly.io import log, read_arrays, require_finite, run_stage, write_json
 from vae_anomaly.params import load_params
 from vae_anomaly.thresholds import choose_threshold
 
@@ -12,7 +12,11 @@ def main() -> None:
     th, primary = params["threshold"], params["score"]["primary"]
     log.info("read params.yaml: threshold=%s score.primary=%s", th, primary)
     scores = read_arrays(f"{SCORES_DIR}/{th['split']}.npz")[primary]
+    require_finite(scores, f"score {primary} (score.primary) of the {th['split']} split",
+                   "re-run `dvc repro -f score`, whose check stops on such scores and says why")
     value = choose_threshold(scores, th["method"], th["k"], th["q"])
+    require_finite(value, f"the {th['method']} threshold of the {th['split']} scores",
+                   "the scores are too large for their mean and std; use threshold.method = percentile")
     log.info("threshold on %s (%s over %d %s scores) = %.6g", primary, th["method"], len(scores), th["split"], value)
     write_json(THRESHOLD, {"threshold": value, "n_fit": len(scores)})
 

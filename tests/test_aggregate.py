@@ -1,5 +1,6 @@
-"""scripts/aggregate.py on a small fabricated `dvc exp show --json` document (DVC 3.x layout)."""
-import json
+"""scripts/aggregate.py on small fabricated rows of `dvc exp show` (as dvc.api.exp_show gives
+them: one flat row per workspace, commit and experiment)."""
+import csv
 
 import pytest
 
@@ -7,55 +8,55 @@ from scripts.aggregate import aggregate, collect_runs, main
 from vae_anomaly.io import UserError
 
 
-def record(name, kind, beta, latent, seed, roc_auc=None, mse=None, w2=None, alpha_dims=None):
-    params = {"model": {"kind": kind, "beta": beta, "latent_dim": latent, "hidden_dims": [8]},
-              "train": {"seed": seed, "kl_schedule": "constant"}}
-    data = {"rev": name, "timestamp": None, "params": {"params.yaml": {"data": params}}, "deps": {}, "outs": {}}
-    if roc_auc is None:  # not run yet, or failed: DVC reports the missing file
-        data["metrics"] = {"reports/metrics.json": {"error": {"type": "FileNotFoundError", "msg": "..."}}}
-    else:
-        latent_m = {"latent_dim": latent, "w2_normal_anomaly": w2, "active_dims": latent}
-        if alpha_dims is not None:
-            latent_m["active_dims_alpha"] = alpha_dims
-        metrics = {"roc_auc": roc_auc, "pr_auc": roc_auc / 2, "latent": latent_m,
-                   "reconstruction": {"mse_normal": mse, "n_normal": 10}}
-        data["metrics"] = {"reports/metrics.json": {"data": metrics},
-                           "reports/train_metrics.json": {"data": {"epochs_run": 3}}}
-    return {"rev": name, "name": name, "data": data, "error": None, "experiments": None}
-
-
-def exp_range(rec, state=None):
-    executor = None if state is None else {"state": state, "name": "dvc-task", "local": None}
-    return {"executor": executor, "name": rec["name"], "revs": [rec]}
+def row(name, kind, beta, latent, seed, roc_auc=None, mse=None, w2=None, alpha_dims=None,
+        typ="branch_commit", state="Success"):
+    """One row: params and dependency hashes; metrics where evaluate has run (``roc_auc``)."""
+    out = {"Experiment": name, "rev": (name or "main")[:7], "typ": typ, "Created": None, "parent": None,
+           "State": state, "Executor": None,
+           "model.kind": kind, "model.beta": beta, "model.latent_dim": latent,
+           "model.hidden_dims": [8], "train.seed": seed, "train.kl_schedule": "constant",
+           "baselines.names": ["knn"],  # a params section that reports/metrics.json has too
+           "stages/train.py": "0f3a", "roc_auc": None, "n_flagged": None}
+    if roc_auc is not None:
+        out.update({"roc_auc": roc_auc, "pr_auc": roc_auc / 2, "n_flagged": 10,
+                    "baselines.knn.roc_auc": 0.5 + seed,  # differs by seed: a metric, not a param
+                    "latent.latent_dim": latent, "latent.w2_normal_anomaly": w2,
+                    "latent.active_dims": latent, "latent.active_dims_alpha": alpha_dims,
+                    "reconstruction.mse_normal": mse, "reconstruction.n_normal": 10,
+                    "reports/train_metrics.json:epochs_run": 3})
+    return out
 
 
 @pytest.fixture
-def exp_show():
-    runs = [
-        record("b1-s0", "vae", 1.0, 2, 0, roc_auc=0.6, mse=0.10, w2=1.0),
-        record("b1-s1", "vae", 1.0, 2, 1, roc_auc=0.8, mse=0.30, w2=2.0),
-        record("b10-s0", "vae", 10.0, 2, 0, roc_auc=0.9, mse=1.0, w2=3.0),
-        record("b10-s1", "vae", 10.0, 2, 1, roc_auc=0.9, mse=1.0, w2=3.0),
-        record("sparse-s0", "sparse", 1.0, 2, 0, roc_auc=0.75, mse=0.2, w2=0.5, alpha_dims=1),
+def rows():
+    workspace = row("b1-s0", "vae", 1.0, 2, 0, roc_auc=0.6, mse=0.10, w2=1.0, typ="baseline", state=None)
+    workspace.update(Experiment=None, rev="workspace")
+    return [
+        workspace,
+        row(None, "vae", 1.0, 2, 0, typ="baseline", state=None),  # a commit without metrics
+        row("b1-s0", "vae", 1.0, 2, 0, roc_auc=0.6, mse=0.10, w2=1.0),
+        row("b1-s1", "vae", 1.0, 2, 1, roc_auc=0.8, mse=0.30, w2=2.0),
+        row("b10-s0", "vae", 10.0, 2, 0, roc_auc=0.9, mse=1.0, w2=3.0),
+        row("b10-s1", "vae", 10.0, 2, 1, roc_auc=0.9, mse=1.0, w2=3.0),
+        row("sparse-s0", "sparse", 1.0, 2, 0, roc_auc=0.75, mse=0.2, w2=0.5, alpha_dims=1),
+        row("queued", "vae", 100.0, 2, 0, state="Queued"),
+        row("broken", "vae", 100.0, 2, 1, state="Failed"),
     ]
-    workspace = {**record("b1-s0", "vae", 1.0, 2, 0, roc_auc=0.6, mse=0.10, w2=1.0), "rev": "workspace", "name": None}
-    baseline = record("main", "vae", 1.0, 2, 0)  # committed without metrics
-    baseline["experiments"] = [exp_range(r, "success" if i else None) for i, r in enumerate(runs)]
-    baseline["experiments"] += [exp_range(record("queued", "vae", 100.0, 2, 0), "queued"),
-                                exp_range(record("broken", "vae", 100.0, 2, 1), "failed")]
-    return [workspace, baseline]
 
 
-def test_collect_runs_keeps_finished_runs_once(exp_show):
-    runs, skipped = collect_runs(exp_show)
+def test_collect_runs_keeps_finished_runs_once(rows):
+    runs, skipped = collect_runs(rows)
     assert sorted(r.name for r in runs) == ["b1-s0", "b1-s1", "b10-s0", "b10-s1", "sparse-s0"]
     assert skipped == {"no metrics": 1, "queued": 1, "failed": 1}
-    assert runs[0].params["model.beta"] == 1.0 and runs[0].metrics["latent"]["w2_normal_anomaly"] == 1.0
+    first = next(r for r in runs if r.name == "b1-s0")
+    assert first.params["model.beta"] == 1.0 and first.params["baselines.names"] == ["knn"]
+    assert "baselines.knn.roc_auc" not in first.params and "stages/train.py" not in first.params
+    assert first.metrics["latent.w2_normal_anomaly"] == 1.0
 
 
-def test_aggregate_writes_table_and_figures(exp_show, tmp_path):
-    table = aggregate(exp_show, tmp_path, "roc_auc")
-    lines = table.splitlines()
+def test_aggregate_writes_table_and_figures(rows, tmp_path):
+    table = aggregate(rows, tmp_path, "roc_auc")
+    lines = [" ".join(line.split()) for line in table.splitlines()]  # tabulate pads the cells
     assert lines[0] == ("| kind | beta | latent | seeds | roc_auc | PR-AUC | MSE normal | latent W2 "
                         "| active dims | active dims (alpha) |")  # no SSIM: no run has it
     assert lines[2] == "| sparse | 1 | 2 | 1 | 0.75 | 0.375 | 0.2 | 0.5 | 2 | 1 |"
@@ -66,18 +67,27 @@ def test_aggregate_writes_table_and_figures(exp_show, tmp_path):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_main_reads_a_saved_document(exp_show, tmp_path, capsys):
-    path = tmp_path / "exps.json"
-    path.write_text(json.dumps(exp_show))
+def test_main_reads_a_saved_csv(rows, tmp_path, capsys):
+    path = tmp_path / "exps.csv"
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as fh:  # as `dvc exp show --csv` writes it
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
     main(["--input", str(path), "--out", str(tmp_path / "study"),
           "--detection", "latent.w2_normal_anomaly"])
-    assert "| latent.w2_normal_anomaly |" in capsys.readouterr().out.splitlines()[0]
-    assert (tmp_path / "study/table.md").is_file()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split("|")[5].strip() == "latent.w2_normal_anomaly"
+    assert [" ".join(line.split()) for line in out[2:5]] == [
+        "| sparse | 1 | 2 | 1 | 0.5 | 0.375 | 0.2 | 0.5 | 2 | 1 |",
+        "| vae | 1 | 2 | 2 | 1.5 ± 0.71 | 0.35 ± 0.071 | 0.2 ± 0.14 | 1.5 ± 0.71 | 2 ± 0 | – |",
+        "| vae | 10 | 2 | 2 | 3 ± 0 | 0.45 ± 0 | 1 ± 0 | 3 ± 0 | 2 ± 0 | – |",
+    ]
 
 
-def test_no_experiments_says_so(exp_show, tmp_path):
+def test_no_experiments_says_so(rows, tmp_path):
     with pytest.raises(UserError, match="no experiment with reports/metrics.json found.*dvc exp run --queue"):
-        aggregate([record("main", "vae", 1.0, 2, 0)], tmp_path, "roc_auc")
+        aggregate([rows[1]], tmp_path, "roc_auc")
     with pytest.raises(UserError, match="not found"):
-        main(["--input", str(tmp_path / "missing.json")])
+        main(["--input", str(tmp_path / "missing.csv")])
     assert not (tmp_path / "table.md").exists()

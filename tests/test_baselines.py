@@ -1,5 +1,6 @@
-"""The PyOD baselines: fitted on training rows, scored on test rows, seeded; PyOD's VAE run
-with its KL term switched on."""
+"""The PyOD baselines: fitted on every training row, scored on test rows, seeded; the deep ones
+on the VAE's budget with early stopping; PyOD's VAE run with its KL term switched on and
+scored on its posterior mean; the model-free compressed length."""
 import math
 
 import numpy as np
@@ -7,12 +8,22 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from vae_anomaly.baselines import baseline_scores, build_detector, training_subsample
+from vae_anomaly.baselines import baseline_scores, build_detector, deep_budget
+from vae_anomaly.scores import compressed_bits
 
 
-def small_params(names, **overrides):
-    return {"names": names, "seed": 0, "max_train": 150, "knn_neighbors": 5, "hidden_dims": [16],
-            "latent_dim": 2, "epochs": 3, "batch_size": 32, "on_error": "record", **overrides}
+def small_params(names, epochs=3, patience=8):
+    """The params sections the baselines read: theirs, and the VAE's widths and budget."""
+    return {
+        "baselines": {"names": names, "seed": 0, "knn_neighbors": 5, "on_error": "record"},
+        "model": {"hidden_dims": [16], "latent_dim": 2},
+        "train": {"epochs": epochs, "batch_size": 32, "lr": 1e-3, "patience": patience},
+        "score": {"complexity_codec": "png"},
+    }
+
+
+def features(train, test, val=None):
+    return {"train": train, "val": train[:20] if val is None else val, "test": test}
 
 
 def data(seed=0):
@@ -33,8 +44,8 @@ def quiet(monkeypatch):
 
 def test_every_baseline_ranks_clear_anomalies_above_normal_rows():
     train, test, labels = data()
-    scores, record = baseline_scores(train, test, small_params(["iforest", "ecod", "knn", "autoencoder", "vae"]))
-    assert record == {"n_fit": 150, "adaptations": {}, "failed": {}}
+    scores, record = baseline_scores(features(train, test), small_params(["iforest", "ecod", "knn", "autoencoder", "vae"]))
+    assert record == {"n_fit": 200, "adaptations": {}, "failed": {}}
     assert list(scores) == ["iforest", "ecod", "knn", "autoencoder", "vae"]
     for name, s in scores.items():
         assert s.shape == (80,) and np.isfinite(s).all(), name
@@ -45,27 +56,60 @@ def test_seeded_runs_agree_and_images_are_flattened():
     rng = np.random.default_rng(0)
     train, test = rng.random((100, 1, 4, 4), dtype=np.float32), rng.random((30, 1, 4, 4), dtype=np.float32)
     params = small_params(["iforest", "vae"], epochs=1)
-    (first, _), (second, _) = baseline_scores(train, test, params), baseline_scores(train, test, params)
-    for name in params["names"]:
+    (first, _), (second, _) = (baseline_scores(features(train, test), params) for _ in range(2))
+    for name in params["baselines"]["names"]:
         np.testing.assert_array_equal(first[name], second[name])
 
 
 def test_no_baselines_gives_no_scores():
     train, test, _ = data()
-    assert baseline_scores(train, test, small_params([]))[0] == {}
+    assert baseline_scores(features(train, test), small_params([]))[0] == {}
 
 
-def test_training_subsample_is_seeded_and_capped():
-    np.testing.assert_array_equal(training_subsample(10, 20, 0), np.arange(10))
-    rows = training_subsample(1000, 100, 0)
-    assert len(np.unique(rows)) == 100 and (np.diff(rows) > 0).all()
-    np.testing.assert_array_equal(rows, training_subsample(1000, 100, 0))
+def test_deep_baselines_stop_early_on_the_validation_split_and_keep_the_best_epoch():
+    train, test, _ = data()
+    params = small_params(["autoencoder"], epochs=200, patience=2)
+    budget = deep_budget(params, train[:50])
+    detector = build_detector("autoencoder", params["baselines"], budget, (6,), "cpu")
+    losses = []
+    real = type(detector).validation_loss
+    detector.validation_loss = lambda x: losses.append(real(detector, x)) or losses[-1]
+    detector.fit(train.astype(np.float64))
+    assert detector.epochs_run_ == len(losses) < 200
+    best = int(np.argmin(losses))
+    assert len(losses) - 1 - best == 2  # stopped after `patience` epochs without improvement
+    with torch.no_grad():  # the weights of the best epoch were restored
+        x_val = torch.as_tensor(budget["validation_data"], dtype=torch.float32)
+        assert real(detector, x_val) == pytest.approx(losses[best], rel=1e-6)
+
+
+def test_pyod_vae_is_scored_on_its_posterior_mean_without_sampling_noise():
+    train, test, _ = data()
+    params = small_params(["vae"])
+    detector = build_detector("vae", params["baselines"], deep_budget(params, train[:20]), (6,), "cpu")
+    detector.fit(train.astype(np.float64))
+    first, second = detector.decision_function(test), detector.decision_function(test)
+    np.testing.assert_array_equal(first, second)
+    with torch.no_grad():
+        mu, _ = detector.model.encode(torch.as_tensor(test, dtype=torch.float32))
+        expected = np.linalg.norm(test - detector.model.decode(mu).numpy(), axis=1)
+    np.testing.assert_allclose(first, expected, rtol=1e-5)
+
+
+def test_compressed_length_is_minus_the_lossless_length_of_each_image():
+    rng = np.random.default_rng(0)
+    images = (rng.integers(0, 256, size=(6, 1, 8, 8)) / 255).astype(np.float32)
+    images[:3] = 0.0  # blank images: the shortest codes, so the highest scores
+    scores, _ = baseline_scores(features(images, images), small_params(["compressed_length"]))
+    np.testing.assert_array_equal(scores["compressed_length"], -compressed_bits(images, "png"))
+    assert scores["compressed_length"][:3].min() > scores["compressed_length"][3:].max()
 
 
 def test_pyod_vae_is_a_real_vae_whose_kl_counts():
     from pyod.models.vae import vae_loss
 
-    detector = build_detector("vae", small_params(["vae"]), n_features=8, device="cpu")
+    params = small_params(["vae"])
+    detector = build_detector("vae", params["baselines"], deep_budget(params, np.zeros((4, 8))), (8,), "cpu")
     assert detector.capacity == math.inf and detector.beta == pytest.approx(1 / 8)
     x, recon = torch.zeros(4, 8), torch.full((4, 8), 0.5)
     mu, logvar = torch.ones(4, 2), torch.zeros(4, 2)  # KL = 0.5 * |mu|^2 = 1 per sample

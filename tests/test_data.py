@@ -52,3 +52,25 @@ def test_same_seed_same_data(params):
     b = make_synthetic(small_config(params), seed=3)
     np.testing.assert_array_equal(a.test, b.test)
     np.testing.assert_array_equal(a.test_kind, b.test_kind)
+
+
+def test_correlation_break_keeps_each_feature_marginal_and_loses_the_correlations(params):
+    # Every feature of a broken sample replaced: such samples should look, feature by feature,
+    # like normal data (mean 0, std 1 after standardising) but have no correlation left.
+    cfg = small_config(params, n_test=2000, latent_dim=2, noise_std=0.1)
+    for kind in SYNTHETIC_ANOMALIES:
+        cfg[kind]["share"] = 0.0
+    cfg["correlation_break"].update(share=0.5, n_features=cfg["n_features"])
+    splits = make_synthetic(cfg, seed=0)
+    broken = splits.test[splits.test_kind == "correlation_break"]
+    normal = splits.test[splits.test_kind == NORMAL]
+    assert len(broken) == 1000
+    np.testing.assert_allclose(broken.mean(axis=0), 0, atol=0.15)
+    np.testing.assert_allclose(broken.std(axis=0), 1, atol=0.1)
+
+    def largest_correlation(x):
+        corr = np.corrcoef(x, rowvar=False)
+        return np.abs(corr[~np.eye(len(corr), dtype=bool)]).max()
+
+    assert largest_correlation(normal) > 0.5  # two latent factors drive all 30 features
+    assert largest_correlation(broken) < 0.15  # chance level for 1,000 samples

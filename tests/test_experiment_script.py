@@ -37,4 +37,9 @@ def test_override_arguments_use_dvc_grammar():
 
 def test_markdown_table():
     table = markdown_table([{"experiment": "a", "roc_auc": 0.91234}, {"experiment": "b", "roc_auc": None}])
-    assert table.splitlines() == ["| experiment | roc_auc |", "| --- | --- |", "| a | 0.9123 |", "| b | - |"]
+    assert table.splitlines() == [
+        "| experiment   | roc_auc   |",
+        "|--------------|-----------|",
+        "| a            | 0.9123    |",
+        "| b            | -         |",
+    ]

@@ -1,5 +1,6 @@
-"""data.source = 'file': a user's table as .npz, .csv or .mat, and every bad input refused."""
+"""data.source = 'file': a user's table as .npz, .csv, .parquet or .mat, and every bad input refused."""
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.io import savemat
 
@@ -38,7 +39,13 @@ def file_params(params, path, train_fraction=0.5, label_column="is_anomaly"):
     return validate(params)["data"]
 
 
-@pytest.mark.parametrize("fmt", ["npz", "csv", "mat"])
+def write_parquet(path, x, y, label="is_anomaly"):
+    columns = {"a": x[:, 0], label: y, **{name: x[:, j] for j, name in enumerate("bc", start=1)}}
+    pd.DataFrame(columns).to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["npz", "csv", "parquet", "mat"])
 def test_each_format_loads_the_same_table(tmp_path, fmt):
     x, y = table()
     path = tmp_path / f"data.{fmt}"
@@ -46,12 +53,14 @@ def test_each_format_loads_the_same_table(tmp_path, fmt):
         np.savez(path, X=x, y=y)
     elif fmt == "mat":
         savemat(path, {"X": x, "y": y[:, None]})  # ODDS keeps y as a column vector
+    elif fmt == "parquet":
+        write_parquet(path, x, y)
     else:
         write_csv(path, x, y)
     loaded = load_table(path, "is_anomaly")
     np.testing.assert_allclose(loaded.features, x, atol=1e-6)
     np.testing.assert_array_equal(loaded.labels, y.astype(np.int64))
-    expected = ["a", "b", "c"] if fmt == "csv" else ["X column 0", "X column 1", "X column 2"]
+    expected = ["a", "b", "c"] if fmt in ("csv", "parquet") else ["X column 0", "X column 1", "X column 2"]
     assert loaded.feature_names == expected
 
 
@@ -117,9 +126,13 @@ def test_bad_arrays_name_the_file_and_column(tmp_path, fmt):
 def test_missing_file_and_unknown_type_are_refused(tmp_path):
     with pytest.raises(UserError, match=r"data.file.path = '.*nope.csv': no such file"):
         load_table(tmp_path / "nope.csv", "label")
+    path = tmp_path / "data.feather"
+    path.write_bytes(b"ARROW1")
+    with pytest.raises(UserError, match=r"unknown file type '.feather'.*\.npz, \.csv, \.parquet, \.mat"):
+        load_table(path, "label")
     path = tmp_path / "data.parquet"
     path.write_bytes(b"PAR1")
-    with pytest.raises(UserError, match=r"unknown file type '.parquet'.*\.npz, \.csv, \.mat"):
+    with pytest.raises(UserError, match=r"data.parquet is not a readable .parquet file"):
         load_table(path, "label")
     path = tmp_path / "data.mat"
     path.write_text("not matlab")
@@ -141,3 +154,22 @@ def test_params_need_a_path_and_a_fraction_below_one(params):
     params["data"]["file"].update(path="x.csv", train_fraction=1.0)
     with pytest.raises(ParamsError, match=r"data.file.train_fraction = 1.0 leaves no normal rows"):
         validate(params)
+
+
+def test_parquet_refuses_text_cells_and_a_missing_label_column_by_name_and_row(tmp_path):
+    x, y = table()
+    path = write_parquet(tmp_path / "data.parquet", x, y)
+    frame = pd.read_parquet(path)
+    frame["b"] = frame["b"].astype(object)
+    frame.loc[4, "b"] = "high"
+    frame.astype({"b": str}).to_parquet(path)
+    with pytest.raises(UserError, match=r"data.parquet, row 5, column 'b': 'high' is not a number"):
+        load_table(path, "is_anomaly")
+    write_parquet(path, x, y, label="fault")
+    with pytest.raises(UserError, match=r"data.parquet has no label column 'is_anomaly'.*columns are: a, fault, b, c"):
+        load_table(path, "is_anomaly")
+    frame = pd.read_parquet(path)
+    frame.loc[2, "c"] = np.nan
+    frame.to_parquet(path)
+    with pytest.raises(UserError, match=r"data.parquet, column 'c'.*NaN or empty, in data row 3"):
+        load_table(path, "fault")

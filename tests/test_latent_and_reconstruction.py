@@ -12,6 +12,7 @@ from vae_anomaly.latent import (
 from vae_anomaly.metrics import latent_metrics, reconstruction_metrics
 from vae_anomaly.models import VAEConfig, build_model
 from vae_anomaly.reconstruction import image_ssim, reconstruction_quality
+from support import score_params
 from vae_anomaly.scores import compute_scores
 
 
@@ -73,15 +74,16 @@ def test_posterior_statistics_per_model_kind(kind):
 
 
 def test_latent_and_reconstruction_metrics_use_normal_samples():
-    labels = np.array([0, 0, 0, 1, 1])
-    mu = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0], [6.0, 5.0]])
-    kl = np.array([[1.0, 0.0]] * 3 + [[9.0, 9.0]] * 2)
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    square = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]])
+    mu = np.concatenate([square, square + [3.0, 4.0]])  # same covariance, means 5 apart: W2 = 5
+    kl = np.array([[1.0, 0.0]] * 4 + [[9.0, 9.0]] * 4)  # normal samples use one dimension
     m = latent_metrics({"mu": mu, "kl_per_dim": kl}, labels)
-    assert m == {"latent_dim": 2, "w2_normal_anomaly": fitted_w2(mu[:3], mu[3:]),
+    assert m == {"latent_dim": 2, "w2_normal_anomaly": pytest.approx(5.0),
                  "active_dims": 1, "active_dims_alpha": None}
     assert latent_metrics({"mu": mu}, labels)["active_dims"] is None  # plain autoencoder
-    r = reconstruction_metrics({"mse": np.array([1.0, 2.0, 3.0, 50.0, 60.0])}, labels)
-    assert r == {"mse_normal": 2.0, "ssim_normal": None, "n_normal": 3}
+    r = reconstruction_metrics({"mse": np.array([1.0, 2.0, 3.0, 6.0, 50.0, 60.0, 70.0, 80.0])}, labels)
+    assert r == {"mse_normal": 3.0, "ssim_normal": None, "n_normal": 4}
 
 
 def test_ssim_is_one_for_a_perfect_reconstruction_and_lower_otherwise():
@@ -97,7 +99,7 @@ def test_reconstruction_quality_agrees_with_the_mse_score():
     model = build_model(VAEConfig([1, 8, 8], [16], 2, likelihood="bernoulli"))
     x = np.random.default_rng(0).random((5, 1, 8, 8)).astype(np.float32)
     quality = reconstruction_quality(model, x, batch_size=2)
-    score = compute_scores(model, x, ["reconstruction_mse"], 2, 1, seed=0)["reconstruction_mse"]
+    score = compute_scores(model, x, score_params(["reconstruction_mse"], batch_size=2), seed=0)["reconstruction_mse"]
     np.testing.assert_allclose(quality["mse"], score)
     assert quality["ssim"].shape == (5,) and (quality["ssim"] < 1).all()
     tabular = reconstruction_quality(build_model(VAEConfig([6], [8], 2)), x.reshape(5, -1)[:, :6], 4)

@@ -1,5 +1,9 @@
-import pytest
+import difflib
 
+import pytest
+import yaml
+
+from conftest import ROOT
 from vae_anomaly.params import ParamsError, load_params, validate
 
 
@@ -62,3 +66,54 @@ def test_load_params_reports_bad_yaml(tmp_path):
     path.write_text("model: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(path)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"kl_warmup_epochs": 60}, r"train.kl_warmup_epochs = 60 with train.epochs = 60: the KL weight never reaches"),
+    ({"kl_schedule": "cyclical", "kl_ramp_fraction": 1.0}, r"train.kl_ramp_fraction = 1.0 .* no epoch"),
+])
+def test_kl_schedules_that_never_reach_beta_are_refused(params, changes, message):
+    params["train"].update(changes)
+    with pytest.raises(ParamsError, match=message):
+        validate(params)
+
+
+def leaves(doc: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for key, value in doc.items():
+        out += leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [(prefix + key, value)]
+    return out
+
+
+def test_dvc_exp_run_set_param_changes_only_its_own_lines(params, tmp_path):
+    """params.yaml is written as `dvc exp run -S` rewrites it, so an experiment's diff of the
+    file is its change: one line for a value, the list's own lines for a list, and nothing
+    broken (DVC's YAML round trip loses line breaks after some commented lists)."""
+    from dvc.utils.hydra import apply_overrides  # what `dvc exp run -S key=value` runs
+
+    original = (ROOT / "params.yaml").read_text()
+    path = tmp_path / "params.yaml"
+    for key, value in leaves(params):
+        if isinstance(value, list):
+            changes = [("[]", []), ("[7,8,9]", [7, 8, 9])]
+        elif isinstance(value, bool):
+            changes = [(str(not value).lower(), not value)]
+        elif isinstance(value, (int, float)):
+            changes = [(str(value + 3), value + 3)]
+        else:
+            changes = [("other", "other")]
+        for text, new in changes:
+            path.write_text(original)
+            apply_overrides(path, [f"{key}={text}"])
+            written = path.read_text()
+            expected = yaml.safe_load(original)
+            *section, leaf = key.split(".")
+            node = expected
+            for name in section:
+                node = node[name]
+            node[leaf] = new
+            assert yaml.safe_load(written) == expected, (key, text)
+            removed = [line for line in difflib.ndiff(original.splitlines(), written.splitlines())
+                       if line.startswith("- ")]
+            allowed = len(value) + 1 if isinstance(value, list) else 1
+            assert 1 <= len(removed) <= allowed, (key, text, removed)

@@ -179,7 +179,7 @@ def test_stage_with_bad_params_exits_2_with_one_line(module, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     main = importlib.import_module(module).main
     with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as stop:
-        run_stage(main)
+        run_stage(main, argv=[])
     assert stop.value.code == 2
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1

@@ -72,6 +72,9 @@ def test_review_with_nothing_changed(clone, tmp_path):
     done = script("review", "--rev", rev, cwd=clone, path_first=tmp_path)
     assert done.returncode == 0, done.stderr
     report = (clone / "reports/review.md").read_text()
+    roc_auc = json.loads((clone / "reports/metrics.json").read_text())["roc_auc"]
+    primary = yaml.safe_load((clone / "params.yaml").read_text())["score"]["primary"]
+    assert f"**ROC-AUC of `{primary}`: {roc_auc:.3g} → {roc_auc:.3g}, unchanged**" in report
     assert f"No metric differs from `{rev}`." in report
     assert f"No param differs from `{rev}`." in report
     assert "Warning" not in report  # dvc status is clean
@@ -91,6 +94,18 @@ def test_review_of_a_beta_change(beta_changed):
     new = yaml.safe_load((beta_changed / "params.yaml").read_text())["model"]["beta"]
     assert re.search(rf"\| params.yaml +\| model.beta +\| {old} +\| {new} +\|", report), report
     assert "No metric differs" not in report
+    # The headline first: the primary score's ROC-AUC, old -> new, and which way it went.
+    before = json.loads(run(["git", "show", "HEAD:reports/metrics.json"], beta_changed).stdout)
+    after = json.loads((beta_changed / "reports/metrics.json").read_text())
+    delta = after["roc_auc"] - before["roc_auc"]
+    verdict = "better" if delta > 0 else "worse"
+    primary = yaml.safe_load(committed)["score"]["primary"]
+    headline = (f"**ROC-AUC of `{primary}`: {before['roc_auc']:.3g} → {after['roc_auc']:.3g}, "
+                f"{delta:+.3g} ({verdict})**")
+    assert headline in report and report.index(headline) < report.index("### All metrics")
+    flagged = after["n_flagged"] - before["n_flagged"]
+    assert re.search(rf"\| flagged +\| {before['n_flagged']} +\| {after['n_flagged']} +\| "
+                     rf"{'unchanged' if flagged == 0 else f'{flagged:+d}'} +\|", report), report
     assert re.search(r"> \*\*Warning:\*\* `dvc status`: .*\bplot\b.* run `dvc repro` first", report)
     assert re.search(r"\| reports/train_metrics.json +\| val_loss +\|", report), report
     page = (beta_changed / "reports/review_plots/index.html").read_text()
@@ -111,8 +126,12 @@ def test_report_page_shows_every_metric_and_figure_offline(beta_changed):
     out = beta_changed / "reports/report"
     page = (out / "index.html").read_text()
     metrics = json.loads((beta_changed / "reports/metrics.json").read_text())
-    assert f"<td>{metrics['roc_auc']:.4g}</td>" in page
-    assert "<h3>reports/train_metrics.json</h3>" in page
+    train = json.loads((beta_changed / "reports/train_metrics.json").read_text())
+    for key, value in (("roc_auc", metrics["roc_auc"]), ("val_loss", train["val_loss"])):
+        assert re.search(rf"<td>{key} *</td><td>{value:.4g} *</td>", page), key
+    per_type = json.loads((beta_changed / "reports/per_type.json").read_text())
+    assert re.search(rf"<td>mean_shift *</td><td>{per_type['mean_shift']['f1']:.4g} *</td>", page)
+    assert "<h3>Per anomaly type</h3>" in page and "<h3>Data</h3>" in page
     assert re.search(r'<p class="warning">`dvc status`: .*\bplot\b', page)  # not re-run
     assert page.count("vegaEmbed('#") >= 4  # ROC, PR, loss, KL
     for figure in (beta_changed / "reports/figures").glob("*.png"):
@@ -132,3 +151,13 @@ def assert_offline(page: str) -> None:
     assert not re.search(r"<script[^>]*\bsrc=", markup(page))
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", markup(page))
     assert "cdn.jsdelivr" not in page
+
+
+def test_change_says_better_or_worse_by_the_metrics_direction():
+    from scripts.review import change
+
+    assert change(0.7, 0.6, higher_is_better=True) == "-0.1 (worse)"
+    assert change(0.5, 0.6, higher_is_better=True) == "+0.1 (better)"
+    assert change(90, 61, higher_is_better=None) == "-29"  # flagged: neither
+    assert change(0.3, 0.3, higher_is_better=True) == "unchanged"
+    assert change(None, 0.6, higher_is_better=True) == ""  # no metric at the old revision

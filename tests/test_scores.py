@@ -9,16 +9,20 @@ import torch
 from scipy import stats
 from torch.distributions import Normal
 
-from vae_anomaly.models import VAE, VAEConfig
+from support import score_params
+from vae_anomaly.models import VAE, VAEConfig, discretized_logistic_log_prob, discretized_logistic_nll
 from vae_anomaly.params import ParamsError, validate
 from vae_anomaly.scores import (
     CODECS,
     complexity_corrected,
     compressed_bits,
+    combined,
     compute_scores,
-    fit_training_codes,
+    fit_combination,
+    fit_reference,
     iwae,
     kl_to_prior,
+    likelihood_regret,
     negative_elbo,
 )
 
@@ -111,13 +115,14 @@ def test_compressed_bits_refuses_values_outside_the_unit_interval():
 
 @torch.no_grad()
 def test_compute_scores_gives_every_score_and_reuses_the_bound():
-    model = model_of(VAEConfig([1, 8, 8], [16], 2, likelihood="bernoulli"))
+    model = model_of(VAEConfig([1, 8, 8], [16], 2, likelihood="discretized_logistic"))
     rng = np.random.default_rng(0)
     train, x = rng.random((60, 1, 8, 8), dtype=np.float32), rng.random((25, 1, 8, 8), dtype=np.float32)
-    codes = fit_training_codes(model, train, batch_size=16)
-    names = ["negative_elbo", "reconstruction_mse", "iwae", "complexity_corrected", "kl_to_prior", "latent_mahalanobis"]
-    every = compute_scores(model, x, names, 10, 2, seed=0, iwae_samples=8, training_codes=codes)
-    alone = compute_scores(model, x, ["iwae"], 10, 2, seed=0, iwae_samples=8)
+    names = ["negative_elbo", "reconstruction_mse", "iwae", "complexity_corrected", "kl_to_prior",
+             "latent_mahalanobis", "latent_knn", "latent_residual_knn"]
+    reference = fit_reference(model, train, names, batch_size=16, k=5)
+    every = compute_scores(model, x, score_params(names, 10, 2), seed=0, reference=reference)
+    alone = compute_scores(model, x, score_params(["iwae"], 10, 2), seed=0)
     np.testing.assert_array_equal(every["iwae"], alone["iwae"])  # independent of other scores
     np.testing.assert_allclose(every["complexity_corrected"], every["iwae"] / math.log(2) - compressed_bits(x))
     mu, logvar = model.encode(torch.as_tensor(x))
@@ -130,33 +135,34 @@ def test_latent_mahalanobis_uses_the_training_codes_gaussian():
     model = model_of(VAEConfig([5], [8], 3))
     rng = np.random.default_rng(0)
     train, x = rng.normal(size=(300, 5)).astype(np.float32), rng.normal(size=(40, 5)).astype(np.float32)
-    codes = fit_training_codes(model, train, batch_size=64)
+    reference = fit_reference(model, train, ["latent_mahalanobis"], batch_size=64, k=5)
     train_mu = model.encode(torch.as_tensor(train))[0].numpy().astype(np.float64)
-    np.testing.assert_allclose(codes.location_, train_mu.mean(axis=0), rtol=1e-6)
-    got = compute_scores(model, x, ["latent_mahalanobis"], 16, 1, seed=0, training_codes=codes)
+    np.testing.assert_allclose(reference.code_gaussian.location_, train_mu.mean(axis=0), rtol=1e-6)
+    got = compute_scores(model, x, score_params(["latent_mahalanobis"]), seed=0, reference=reference)
     diff = model.encode(torch.as_tensor(x))[0].numpy() - train_mu.mean(axis=0)
     precision = np.linalg.inv(np.cov(train_mu, rowvar=False, bias=True))
     np.testing.assert_allclose(got["latent_mahalanobis"], np.einsum("ij,jk,ik->i", diff, precision, diff), rtol=1e-4)
 
 
-def test_latent_mahalanobis_without_training_codes_is_refused():
+@pytest.mark.parametrize("name", ["latent_mahalanobis", "latent_knn", "latent_residual_knn"])
+def test_reference_scores_without_a_training_reference_are_refused(name):
     model = model_of(VAEConfig([5], [8], 3))
-    with pytest.raises(ValueError, match="training_codes"):
-        compute_scores(model, np.zeros((2, 5), np.float32), ["latent_mahalanobis"], 2, 1, seed=0)
+    with pytest.raises(ValueError, match=f"{name} needs a training reference"):
+        compute_scores(model, np.zeros((2, 5), np.float32), score_params([name]), seed=0)
 
 
 @pytest.mark.parametrize("name", ["iwae", "kl_to_prior"])
 def test_vae_only_scores_refuse_an_autoencoder(name):
     model = model_of(VAEConfig([5], [8], 3, kind="ae"))
     with pytest.raises(ValueError, match=f"{name} score needs a VAE"):
-        compute_scores(model, np.zeros((2, 5), np.float32), [name], 2, 1, seed=0)
+        compute_scores(model, np.zeros((2, 5), np.float32), score_params([name]), seed=0)
     with pytest.raises(ValueError, match="model.kind = 'ae'"):
         (iwae if name == "iwae" else lambda m, x, g, k: kl_to_prior(m, x, g))(
             model, torch.zeros(2, 5), torch.Generator(), 2)
 
 
 def test_params_refuse_scores_the_model_or_data_cannot_give(params):
-    params["score"]["names"] = ["negative_elbo", "iwae"]
+    params["score"].update(names=["negative_elbo", "iwae"], primary="negative_elbo")
     params["model"]["kind"] = "ae"
     with pytest.raises(ParamsError, match=r"score.names includes 'iwae'.*model.kind = 'ae'"):
         validate(params)
@@ -166,4 +172,122 @@ def test_params_refuse_scores_the_model_or_data_cannot_give(params):
     with pytest.raises(ParamsError, match=r"'complexity_corrected'.*data.source = 'synthetic' is tabular"):
         validate(params)
     params["data"]["source"] = "fashion_mnist"
+    with pytest.raises(ParamsError, match=r"'complexity_corrected'.*model.likelihood = 'discretized_logistic' \(not 'gaussian'\)"):
+        validate(params)
+    params["model"]["likelihood"] = "discretized_logistic"
     validate(params)
+    params["data"]["source"] = "synthetic"
+    params["score"]["names"] = ["negative_elbo"]
+    with pytest.raises(ParamsError, match=r"'discretized_logistic' models 8-bit pixel.*'synthetic' is tabular"):
+        validate(params)
+
+
+@pytest.mark.parametrize("location, log_scale", [(0.0, -8.0), (0.3, -3.0), (-4.0, -1.0), (5.0, 0.5), (0.0, 3.0)])
+def test_the_discretized_logistic_sums_to_one_over_the_256_intensities(location, log_scale):
+    values = torch.arange(256, dtype=torch.float64) / 255
+    log_p = discretized_logistic_log_prob(
+        values, torch.full_like(values, location), torch.full_like(values, log_scale)
+    )
+    assert torch.exp(log_p).sum().item() == pytest.approx(1.0, abs=1e-4)
+    assert (log_p <= 0).all()
+
+
+def test_the_discretized_logistic_likelihood_is_the_code_length_of_the_8bit_image():
+    # A decoder that puts all its mass on the image's own intensities codes it in ~0 nats;
+    # the same decoder on another image pays for every pixel it got wrong.
+    image = torch.randint(0, 256, (1, 1, 4, 4)).double() / 255
+    logits = torch.logit(image.clamp(1e-4, 1 - 1e-4))
+    sharp = torch.full_like(image, -8.0)
+    assert discretized_logistic_nll(image, logits, sharp).item() < 16 * 0.01
+    assert discretized_logistic_nll(1 - image, logits, sharp).item() > 16 * 5
+
+
+@torch.no_grad()
+def test_iwae_stays_finite_when_the_posterior_variance_underflows():
+    model = model_of(VAEConfig([4], [8], 2))
+    model.to_logvar.bias.fill_(-200.0)  # exp(-100) underflows float32: z == mu exactly
+    bound = iwae(model, torch.randn(6, 4), torch.Generator().manual_seed(0), k=5)
+    assert torch.isfinite(bound).all()
+
+
+@torch.no_grad()
+def test_latent_knn_is_the_distance_to_the_kth_nearest_training_code():
+    model = model_of(VAEConfig([5], [8], 3))
+    rng = np.random.default_rng(1)
+    train, x = rng.normal(size=(80, 5)).astype(np.float32), rng.normal(size=(7, 5)).astype(np.float32)
+    reference = fit_reference(model, train, ["latent_knn"], batch_size=32, k=4)
+    got = compute_scores(model, x, score_params(["latent_knn"], k=4), seed=0, reference=reference)["latent_knn"]
+    codes, queries = (model.encode(torch.as_tensor(a))[0].numpy().astype(np.float64) for a in (train, x))
+    distances = np.sqrt(((queries[:, None] - codes[None]) ** 2).sum(axis=-1))
+    np.testing.assert_allclose(got, np.sort(distances, axis=1)[:, 3], rtol=1e-6)
+
+
+@torch.no_grad()
+def test_latent_residual_knn_weighs_residuals_by_how_rarely_normal_data_has_them():
+    # Training data whose feature 0 is reconstructed almost exactly, feature 1 loosely: the
+    # same residual is far more surprising in feature 0, and a training row is its own
+    # nearest neighbour.
+    model = model_of(VAEConfig([2], [], 1, kind="ae"))
+    model.to_mu.weight.zero_(); model.to_mu.bias.zero_()  # decode(mu) is the constant bias
+    model.decoder[0].bias.zero_()
+    rng = np.random.default_rng(0)
+    train = np.column_stack([0.01 * rng.normal(size=500), rng.normal(size=500)]).astype(np.float32)
+    reference = fit_reference(model, train, ["latent_residual_knn"], batch_size=100, k=1)
+    params = score_params(["latent_residual_knn"], k=1)
+    on_train = compute_scores(model, train[:5], params, seed=0, reference=reference)["latent_residual_knn"]
+    np.testing.assert_allclose(on_train, 0.0, atol=1e-6)
+    x = np.array([[0.5, 0.0], [0.0, 0.5]], dtype=np.float32)
+    got = compute_scores(model, x, params, seed=0, reference=reference)["latent_residual_knn"]
+    assert got[0] > 10 * got[1]
+
+
+def test_likelihood_regret_is_never_negative_and_grows_where_the_encoder_is_wrong():
+    model = model_of(VAEConfig([6], [8], 2))
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.normal(size=(30, 6)), dtype=torch.float32)
+    regret = likelihood_regret(model, x, torch.Generator().manual_seed(0), steps=15, lr=0.1, n_samples=2)
+    assert regret.shape == (30,) and (regret >= 0).all() and (regret > 0).any()
+    # an encoder whose posterior means are pushed far off leaves much more to gain: the
+    # regret measures how far q(z|x) is from the best posterior for x
+    with torch.no_grad():
+        model.to_mu.bias.add_(4.0)
+    worse = likelihood_regret(model, x, torch.Generator().manual_seed(0), steps=15, lr=0.1, n_samples=2)
+    assert worse.mean() > regret.mean()
+    for p in model.parameters():
+        assert p.grad is None  # the decoder and encoder are untouched
+
+
+def test_likelihood_regret_is_seeded_through_compute_scores():
+    model = model_of(VAEConfig([6], [8], 2))
+    x = np.random.default_rng(1).normal(size=(12, 6)).astype(np.float32)
+    a, b = (compute_scores(model, x, score_params(["likelihood_regret"], batch_size=5), seed=3)["likelihood_regret"]
+            for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    assert (a >= 0).all()
+
+
+def test_combined_averages_its_components_scaled_by_their_validation_median_and_iqr():
+    validation = {"a": np.array([0.0, 1.0, 2.0, 3.0, 4.0]), "b": np.array([10.0, 10.0, 20.0, 30.0, 30.0])}
+    scales = fit_combination(validation, ["a", "b"])
+    assert scales == {"a": [2.0, 2.0], "b": [20.0, 20.0]}
+    got = combined({"a": np.array([2.0, 6.0]), "b": np.array([20.0, 20.0])}, scales)
+    np.testing.assert_allclose(got, [0.0, 1.0])  # (0 + 0) / 2 and ((6 - 2) / 2 + 0) / 2
+    assert fit_combination({"c": np.ones(4)}, ["c"]) == {"c": [1.0, 1.0]}  # no spread: scale 1
+
+
+def test_score_splits_scales_combined_on_the_validation_split(params):
+    from vae_anomaly.pipeline import score_splits
+
+    model = model_of(VAEConfig([5], [8], 2))
+    rng = np.random.default_rng(0)
+    features = {split: rng.normal(size=(n, 5)).astype(np.float32) for split, n in (("train", 60), ("val", 30), ("test", 20))}
+    score = {**score_params(["reconstruction_mse", "latent_knn", "combined"]), "combine": ["reconstruction_mse", "latent_knn"]}
+    got = score_splits(model, features, score, seed=0, splits=("test",))
+    assert list(got) == ["test"]
+    val = score_splits(model, features, score, seed=0, splits=("val",))["val"]
+    scales = fit_combination(val, ["reconstruction_mse", "latent_knn"])
+    np.testing.assert_allclose(got["test"]["combined"], combined(got["test"], scales))
+    params["score"].update(names=["reconstruction_mse", "combined"], primary="combined",
+                           combine=["reconstruction_mse", "iwae"])
+    with pytest.raises(ParamsError, match=r"score.combine = \['reconstruction_mse', 'iwae'\].*\('iwae' is not one\)"):
+        validate(params)

@@ -107,10 +107,10 @@ def test_blobs2d_with_too_few_training_rows_names_its_param(params):
 
 
 def test_baselines_are_sized_only_where_they_run(params):
-    baselines = {**params["baselines"], "knn_neighbors": 5, "batch_size": 128}
-    sized, record = size_to_rows(baselines, n_rows=5)
-    assert (sized["batch_size"], sized["knn_neighbors"]) == (5, 4)
-    assert set(record) == {"baselines.batch_size", "baselines.knn_neighbors"}
-    assert baselines["batch_size"] == 128  # the params themselves are left as asked
-    sized, record = size_to_rows({**baselines, "names": ["iforest", "ecod"]}, n_rows=5)
-    assert record == {} and sized["batch_size"] == 128
+    baselines, budget = {**params["baselines"], "knn_neighbors": 5}, {"batch_size": 128}
+    sized, sized_budget, record = size_to_rows(baselines, budget, n_rows=5)
+    assert (sized_budget["batch_size"], sized["knn_neighbors"]) == (5, 4)
+    assert set(record) == {"train.batch_size", "baselines.knn_neighbors"}
+    assert budget["batch_size"] == 128 and baselines["knn_neighbors"] == 5  # the params are left as asked
+    sized, sized_budget, record = size_to_rows({**baselines, "names": ["iforest", "ecod"]}, budget, n_rows=5)
+    assert record == {} and sized_budget["batch_size"] == 128

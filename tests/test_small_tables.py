@@ -14,7 +14,7 @@ from vae_anomaly import baselines as baselines_module
 from vae_anomaly.baselines import baseline_scores
 from vae_anomaly.io import UserError
 
-STAGES = ("prepare", "baselines", "train", "score", "threshold", "evaluate", "plot")
+STAGES = ("prepare", "baselines", "train", "score", "threshold", "detector", "evaluate", "plot")
 
 
 def table(n_normal: int, n_anomaly: int, n_features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -59,14 +59,15 @@ def assert_complete(reports: dict, tmp_path) -> None:
     for png in ("roc_pr.png", "score_histogram.png", "loss.png"):
         assert (tmp_path / "reports/figures" / png).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "reports/figures_data/examples.png").is_file()
+    assert (tmp_path / "data/detector/detector.json").is_file()
 
 
 @pytest.mark.parametrize("n_normal, n_anomaly, n_features, adapted", [
     # the smallest table that runs with defaults: 39 normal rows give 20 for training and
     # validation, which are the minimum 10 + 10
-    (39, 1, 5, {"data.val_fraction": (2, 10), "train.batch_size": (128, 10), "baselines.batch_size": (128, 10)}),
-    (90, 10, 1, {"data.val_fraction": (4, 10), "train.batch_size": (128, 35), "baselines.batch_size": (128, 35)}),
-    (180, 20, 1500, {"data.val_fraction": (9, 10), "train.batch_size": (128, 80), "baselines.batch_size": (128, 80)}),
+    (39, 1, 5, {"data.val_fraction": (2, 10), "train.batch_size": (128, 10)}),
+    (90, 10, 1, {"data.val_fraction": (4, 10), "train.batch_size": (128, 35)}),
+    (180, 20, 1500, {"data.val_fraction": (9, 10), "train.batch_size": (128, 80)}),
 ])
 def test_a_small_table_runs_end_to_end_with_default_params(tmp_path, monkeypatch, n_normal, n_anomaly, n_features, adapted):
     reports = run_stages(tmp_path, monkeypatch, *table(n_normal, n_anomaly, n_features))
@@ -127,9 +128,9 @@ def test_a_baseline_that_raises_is_recorded_and_the_run_completes(tmp_path, monk
 def test_on_error_stop_makes_a_failing_baseline_fatal_in_one_line(monkeypatch, params):
     break_baseline(monkeypatch, "ecod")
     x, y = table(60, 0, 4)
-    p = {**params["baselines"], "names": ["iforest", "ecod"], "on_error": "stop"}
+    p = {**params, "baselines": {**params["baselines"], "names": ["iforest", "ecod"], "on_error": "stop"}}
     with pytest.raises(UserError) as err:
-        baseline_scores(x, x, p)
+        baseline_scores({"train": x, "val": x, "test": x}, p)
     assert str(err.value) == (
         "baseline ecod failed: UnboundLocalError: cannot access local variable 'loss' where it is not "
         "associated with a value (baselines.on_error: stop; set it to record to go on without it, "
@@ -149,7 +150,8 @@ def test_a_baseline_with_non_finite_scores_counts_as_failed(monkeypatch, params)
     monkeypatch.setattr(baselines_module, "build_detector",
                         lambda n, *args: NaNScores() if n == "ecod" else real(n, *args))
     x, _ = table(60, 0, 4)
-    scores, record = baseline_scores(x, x[:7], {**params["baselines"], "names": ["iforest", "ecod"]})
+    p = {**params, "baselines": {**params["baselines"], "names": ["iforest", "ecod"]}}
+    scores, record = baseline_scores({"train": x, "val": x, "test": x[:7]}, p)
     assert list(scores) == ["iforest"]
     assert record["failed"] == {"ecod": "ValueError: 7 of its 7 test scores are NaN or infinite"}
 
@@ -158,10 +160,11 @@ def test_deep_baselines_train_on_fewer_rows_than_one_batch(params):
     """The failure of the issue: PyOD drops the incomplete last batch, so 66 rows in batches
     of 128 never trained (UnboundLocalError). Capped at the rows, they train."""
     x, _ = table(66, 0, 6)
-    p = {**params["baselines"], "names": ["autoencoder", "vae"], "epochs": 2}
-    scores, record = baseline_scores(x, x, p)
+    p = {**params, "baselines": {**params["baselines"], "names": ["autoencoder", "vae"]},
+         "train": {**params["train"], "epochs": 2}}
+    scores, record = baseline_scores({"train": x, "val": x, "test": x}, p)
     assert record["failed"] == {} and set(scores) == {"autoencoder", "vae"}
-    assert record["adaptations"]["baselines.batch_size"]["used"] == 66
+    assert record["adaptations"]["train.batch_size"]["used"] == 66
 
 
 def test_review_names_failed_baselines(tmp_path):

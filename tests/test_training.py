@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,9 @@ from vae_anomaly.models import (
     save_model,
 )
 from vae_anomaly.io import UserError
-from vae_anomaly.training import fit, kl_weight, seed_everything
+from vae_anomaly.pipeline import posterior_collapse
+from vae_anomaly.schedules import kl_weight, reaches_full_beta
+from vae_anomaly.training import fit, seed_everything
 
 
 def schedule(name, **kw):
@@ -131,6 +135,41 @@ def test_early_stopping_stops_before_max_epochs():
     assert len(history) < 200
 
 
+def test_early_stopping_restores_the_best_epochs_weights():
+    long_model, history = run_fit(epochs=200, patience=3, lr=0.05)
+    at_full_beta = [row for row in history if row["kl_weight"] == 1.0]
+    best = min(at_full_beta, key=lambda row: row["val_loss"])["epoch"]
+    assert best < len(history)  # training went on past the best epoch, so restoring matters
+    # The same seed trained for exactly `best` epochs follows the same path and ends there.
+    short_model, _ = run_fit(epochs=best, patience=3, lr=0.05)
+    for (name, a), b in zip(long_model.state_dict().items(), short_model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_warm_up_epochs_do_not_count_towards_early_stopping():
+    # lr = 0: the weights never change, so the validation loss moves by sampling noise alone
+    # and, counted from the first epoch, would stop a patience of 1 within a few epochs.
+    _, history = run_fit(epochs=200, patience=1, lr=0.0, kl_warmup_epochs=10)
+    assert [row["kl_weight"] < 1.0 for row in history[:11]] == [True] * 10 + [False]
+    assert len(history) >= 12  # the first full-beta epoch sets the best; one more can stop it
+
+
+def test_schedules_that_never_reach_full_beta_are_detected():
+    assert reaches_full_beta(schedule("monotonic", kl_warmup_epochs=7))
+    assert not reaches_full_beta(schedule("monotonic", kl_warmup_epochs=8))  # epochs 0 to 7
+    assert reaches_full_beta(schedule("cyclical", kl_ramp_fraction=0.5))
+    assert not reaches_full_beta(schedule("cyclical", kl_ramp_fraction=1.0))
+    assert reaches_full_beta(schedule("constant"))
+
+
+def test_non_finite_validation_loss_names_the_epoch():
+    model = VAE(VAEConfig([6], [16], 2))
+    val = tiny_data(64, seed=1)
+    val[3, 2] = np.nan  # training data finite, so only the validation loss goes wrong
+    with pytest.raises(UserError, match=r"^the validation loss at epoch 1 is nan;.*train.lr"):
+        fit(model, tiny_data(), val, 1.0, train_params(), torch.device("cpu"))
+
+
 def test_same_seed_same_weights():
     a, _ = run_fit()
     b, _ = run_fit()
@@ -159,3 +198,19 @@ def test_checkpoint_round_trip_and_bad_file(tmp_path):
     torch.save({"weights": torch.zeros(2)}, path)
     with pytest.raises(UserError, match="not written by this project"):
         load_model(path)
+
+
+def test_a_collapsed_posterior_is_detected_and_warned_about(caplog):
+    torch.manual_seed(0)
+    model = build_model(VAEConfig([6], [8], 3))
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    assert posterior_collapse(model, x, batch_size=16) == {"active_dims": 3, "posterior_collapse": False}
+    with torch.no_grad():  # q(z|x) = N(0, I) = p(z) for every x: no dimension carries information
+        for layer in (model.to_mu, model.to_logvar):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    with caplog.at_level(logging.WARNING, logger="vae_anomaly"):
+        assert posterior_collapse(model, x, batch_size=16) == {"active_dims": 0, "posterior_collapse": True}
+    assert "posterior collapse: none of the 3 latent dimensions" in caplog.text
+    plain = build_model(VAEConfig([6], [8], 3, kind="ae"))
+    assert posterior_collapse(plain, x, batch_size=16) == {"active_dims": None, "posterior_collapse": None}

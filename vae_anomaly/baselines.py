@@ -1,17 +1,23 @@
-"""Baseline detectors from PyOD, fitted on the same training split as the VAE and scored on
+"""Baseline detectors from PyOD, fitted on the same training rows as the VAE and scored on
 the same test split, so that evaluate ranks them with the same code.
 
 - ``iforest``: Isolation Forest (Liu et al. 2008), PyOD's defaults (100 trees);
 - ``ecod``: empirical-CDF outlier detection (Li et al. 2022), parameter-free;
 - ``knn``: distance to the k-th nearest training sample (Ramaswamy et al. 2000), k = ``knn_neighbors``;
-- ``autoencoder``: PyOD's AutoEncoder, MSE, encoder ``hidden_dims`` + ``latent_dim``, mirrored;
-  scored by the reconstruction's Euclidean distance;
-- ``vae``: PyOD's VAE with the same layers, scored by the distance of x to a sampled
-  reconstruction. PyOD's loss is mean-per-feature MSE + beta * clamp(KL, 0, capacity), and
+- ``autoencoder``: PyOD's AutoEncoder, MSE, encoder ``model.hidden_dims`` + ``model.latent_dim``,
+  mirrored; scored by the reconstruction's Euclidean distance;
+- ``vae``: PyOD's VAE with the same layers, scored by the distance of x to the reconstruction
+  from its posterior mean. PyOD's loss is mean-per-feature MSE + beta * clamp(KL, 0, capacity), and
   capacity defaults to 0, which clamps the KL to 0: by default it trains a noisy autoencoder
   with no KL at all. Here capacity is infinite, so the KL is never clamped, and beta = 1/D
   for D features, so that the loss is (SSE + KL) / D: proportional to the negative ELBO of a
-  Gaussian decoder with variance 1/2, the objective of this project's Gaussian VAE.
+  Gaussian decoder with variance 1/2, the objective of this project's Gaussian VAE;
+- ``compressed_length``: images only, no model: -L(x), minus the lossless compressed length of
+  the 8-bit image (``score.complexity_codec``), the complexity term of Serra et al. 2020 alone.
+
+The deep baselines get our VAE's budget (vae_anomaly.pyod_deep): every training row, the
+same widths, batch size, learning rate and maximum epochs, and early stopping on the same
+validation split with the same patience.
 
 A small training split sizes the detectors (``size_to_rows``: the deep detectors' batch at
 most the rows, KNN's k below them), and a detector that raises is recorded with its error
@@ -25,29 +31,35 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from .io import UserError, log
+from .io import UserError, log, show_progress
 from .params import BASELINES
 from .sizing import Adaptations, capped_batch_size, neighbors_below
 
 FIGURE_PREFIX = "pyod_"  # baselines' names in figures, apart from the VAE's own scores
-DEEP_BASELINES = ("autoencoder", "vae")  # trained in batches of baselines.batch_size
+DEEP_BASELINES = ("autoencoder", "vae")  # trained with the VAE's budget (deep_budget)
 
 
-def training_subsample(n: int, max_train: int, seed: int) -> np.ndarray:
-    """Sorted indices of a seeded subsample of at most ``max_train`` of ``n`` training rows."""
-    if n <= max_train:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=max_train, replace=False))
+def deep_budget(params: dict[str, Any], val: np.ndarray) -> dict[str, Any]:
+    """What the deep baselines get from our VAE's params: its MLP widths and latent size, its
+    training budget (``train``), and the validation split that early stopping watches."""
+    model, train = params["model"], params["train"]
+    return {
+        "hidden_dims": model["hidden_dims"], "latent_dim": model["latent_dim"],
+        "epochs": train["epochs"], "batch_size": train["batch_size"], "lr": train["lr"],
+        "patience": train["patience"], "validation_data": val.reshape(len(val), -1).astype(np.float64),
+    }
 
 
-def build_detector(name: str, params: dict[str, Any], n_features: int, device: str) -> Any:
-    """An unfitted PyOD detector ``name`` configured from the ``baselines`` params."""
+def build_detector(
+    name: str, params: dict[str, Any], budget: dict[str, Any], input_shape: tuple[int, ...], device: str
+) -> Any:
+    """An unfitted detector ``name`` configured from the ``baselines`` params and, for the deep
+    ones, the VAE's ``budget`` (:func:`deep_budget`); ``input_shape`` is one sample's shape."""
     # PyOD imports torch and numba models at import time; import only what is used.
     seed = params["seed"]
     if name == "iforest":
@@ -62,42 +74,51 @@ def build_detector(name: str, params: dict[str, Any], n_features: int, device: s
         from pyod.models.knn import KNN
 
         return KNN(n_neighbors=params["knn_neighbors"])
-    deep = dict(
-        preprocessing=False, epoch_num=params["epochs"], batch_size=params["batch_size"],
-        random_state=seed, device=device, verbose=0 if os.environ.get("CI") else 1,
-    )
-    if name == "autoencoder":
-        from pyod.models.auto_encoder import AutoEncoder
+    if name in DEEP_BASELINES:
+        from .pyod_deep import deep_baseline
 
-        return AutoEncoder(hidden_neuron_list=[*params["hidden_dims"], params["latent_dim"]], **deep)
-    if name == "vae":
-        from pyod.models.vae import VAE
-
-        return VAE(
-            encoder_neuron_list=list(params["hidden_dims"]),
-            decoder_neuron_list=list(reversed(params["hidden_dims"])),
-            latent_dim=params["latent_dim"], beta=1.0 / n_features, capacity=math.inf, **deep,
-        )
+        verbose = 1 if show_progress() else 0  # its bars: on a terminal only
+        return deep_baseline(name, budget, math.prod(input_shape), seed, device, verbose)
+    if name == "compressed_length":
+        return CompressedLength(budget["complexity_codec"], input_shape)
     raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")  # params list them
 
 
-def size_to_rows(params: dict[str, Any], n_rows: int) -> tuple[dict[str, Any], Adaptations]:
-    """The ``baselines`` params with the batch size and KNN's k that ``n_rows`` training rows
-    allow, and the record of what was changed (only for detectors in ``params['names']``)."""
-    sized, adapted = dict(params), {}
+class CompressedLength:
+    """-L(x): minus the lossless compressed length of the image in bits, with no model (the
+    complexity term of Serra et al. 2020 alone); simpler images score higher."""
+
+    def __init__(self, codec: str, image_shape: tuple[int, ...]):
+        self.codec, self.image_shape = codec, tuple(image_shape)
+
+    def fit(self, x: np.ndarray) -> CompressedLength:
+        return self  # nothing to learn
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        from .scores import compressed_bits
+
+        return -compressed_bits(x.reshape(len(x), *self.image_shape), self.codec)
+
+
+def size_to_rows(
+    params: dict[str, Any], budget: dict[str, Any], n_rows: int
+) -> tuple[dict[str, Any], dict[str, Any], Adaptations]:
+    """The ``baselines`` params and the deep ``budget`` with the KNN k and batch size that
+    ``n_rows`` training rows allow, and the record of what was changed (only for detectors in
+    ``params['names']``)."""
+    sized, budget, adapted = dict(params), dict(budget), {}
     if set(params["names"]) & set(DEEP_BASELINES):
-        sized["batch_size"], change = capped_batch_size("baselines.batch_size", params["batch_size"], n_rows)
+        budget["batch_size"], change = capped_batch_size("train.batch_size", budget["batch_size"], n_rows)
         adapted.update(change)
     if "knn" in params["names"]:
         sized["knn_neighbors"], change = neighbors_below("baselines.knn_neighbors", params["knn_neighbors"], n_rows)
         adapted.update(change)
-    return sized, adapted
+    return sized, budget, adapted
 
 
-def fit_and_score(name: str, params: dict[str, Any], train: np.ndarray, test: np.ndarray, device: str) -> np.ndarray:
-    """Baseline ``name`` fitted on ``train`` (N, D); its test scores, which must be finite
-    (a NaN would only surface later, as an error in evaluate's metrics)."""
-    detector = build_detector(name, params, train.shape[1], device)
+def fit_and_score(detector: Any, name: str, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """``detector`` fitted on ``train`` (N, D); its test scores, which must be finite (a NaN
+    would only surface later, as an error in evaluate's metrics)."""
     log.info("fitting the %s baseline on %d x %d", name, *train.shape)
     with one_torch_thread():
         detector.fit(train)
@@ -109,34 +130,34 @@ def fit_and_score(name: str, params: dict[str, Any], train: np.ndarray, test: np
 
 
 def baseline_scores(
-    train: np.ndarray, test: np.ndarray, params: dict[str, Any], device: str = "cpu"
+    features: dict[str, np.ndarray], params: dict[str, Any], device: str = "cpu"
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Each baseline in ``params['names']`` fitted on (a seeded subsample of) ``train``: its
+    """Each baseline in ``baselines.names`` fitted on every training row of ``features``: its
     test scores, higher = more anomalous; and the stage's record: the rows fitted on, the
-    size adaptations, and the error of each baseline that failed.
+    size adaptations, and the error of each baseline that failed. ``params`` is the whole
+    params document: the deep baselines take their budget from ``model`` and ``train``.
 
     A baseline that raises is left out of the scores and its error recorded, unless
-    ``params['on_error']`` is ``"stop"``: then it stops the stage with a UserError."""
-    train_2d = train.reshape(len(train), -1).astype(np.float64)
-    test_2d = test.reshape(len(test), -1).astype(np.float64)
-    rows = training_subsample(len(train_2d), params["max_train"], params["seed"])
-    if len(rows) < len(train_2d):
-        log.info("baselines fit on a seeded subsample of %d of %d training rows", len(rows), len(train_2d))
-    sized, adapted = size_to_rows(params, len(rows))
+    ``baselines.on_error`` is ``"stop"``: then it stops the stage with a UserError."""
+    baselines_p = params["baselines"]
+    train, test = (features[split].reshape(len(features[split]), -1).astype(np.float64) for split in ("train", "test"))
+    budget = {**deep_budget(params, features["val"]), "complexity_codec": params["score"]["complexity_codec"]}
+    sized, budget, adapted = size_to_rows(baselines_p, budget, len(train))
     scores, failed = {}, {}
-    for name in params["names"]:
+    for name in baselines_p["names"]:
         try:
-            scores[name] = fit_and_score(name, sized, train_2d[rows], test_2d, device)
+            detector = build_detector(name, sized, budget, features["train"].shape[1:], device)
+            scores[name] = fit_and_score(detector, name, train, test)
         except Exception as err:  # whatever PyOD raises; Ctrl-C (not an Exception) still stops
             failed[name] = " ".join(f"{type(err).__name__}: {err}".split())  # one line
-            if params["on_error"] == "stop":
+            if baselines_p["on_error"] == "stop":
                 raise UserError(
                     f"baseline {name} failed: {failed[name]} (baselines.on_error: stop; set it to "
                     f"record to go on without it, or remove {name} from baselines.names)"
                 ) from err
             log.warning("baseline %s failed, left out of the comparison (baselines.on_error: record): %s",
                         name, failed[name])
-    return scores, {"n_fit": len(rows), "adaptations": adapted, "failed": failed}
+    return scores, {"n_fit": len(train), "adaptations": adapted, "failed": failed}
 
 
 @contextlib.contextmanager

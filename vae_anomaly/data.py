@@ -9,7 +9,8 @@ Sources (``data.source``): ``synthetic`` (tabular, injected anomaly types), ``bl
 (PyOD's ``generate_data``), and the labelled images ``digits``, ``mnist``, ``fashion_mnist``
 (loaded in ``datasets``), split into normal and anomalous classes by ``data.protocol``,
 and ``file``, the user's own labelled table (read in ``datasets``, split by ``split_table``).
-Tabular arrays are (N, D), standardised with training statistics; images are float32
+Tabular arrays are (N, D), standardised with training statistics (:class:`Scaling`, kept
+in ``Splits.scaling`` so that new rows can be scaled alike); images are float32
 (N, 1, H, W) in [0, 1].
 """
 from __future__ import annotations
@@ -44,6 +45,9 @@ class Splits:
     val_label: np.ndarray | None = None
     # What a small dataset changed (data.val_fraction raised to its minimum), by param.
     adaptations: Adaptations = field(default_factory=dict)
+    # The training statistics the tabular splits were standardised with; None for images,
+    # which stay in [0, 1].
+    scaling: Scaling | None = None
 
     def labels(self) -> dict[str, np.ndarray]:
         """The arrays of data/prepared/labels.npz: the test labels, and train/val labels if any."""
@@ -72,17 +76,30 @@ class Splits:
         }
 
 
+@dataclass
+class Scaling:
+    """Per-feature mean and std of a training split: what tabular data is standardised with,
+    in ``prepare`` and in a detector scoring new rows."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, train: np.ndarray) -> Scaling:
+        std = train.std(axis=0)
+        std[std == 0] = 1.0  # a constant feature stays constant instead of becoming NaN
+        return cls(train.mean(axis=0), std)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.std).astype(np.float32)
+
+
 def standardize(splits: Splits) -> Splits:
     """Scale every split with the mean and std of the training split alone."""
-    mean = splits.train.mean(axis=0)
-    std = splits.train.std(axis=0)
-    std[std == 0] = 1.0  # a constant feature stays constant instead of becoming NaN
-
-    def scale(x: np.ndarray) -> np.ndarray:
-        return ((x - mean) / std).astype(np.float32)
-
+    scaling = Scaling.fit(splits.train)
     return replace(
-        splits, train=scale(splits.train), val=scale(splits.val), test=scale(splits.test)
+        splits, train=scaling.apply(splits.train), val=scaling.apply(splits.val),
+        test=scaling.apply(splits.test), scaling=scaling,
     )
 
 

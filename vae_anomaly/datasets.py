@@ -19,6 +19,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -150,7 +151,7 @@ def load_digits_images(test_fraction: float, rng: np.random.Generator) -> Labell
 # The user's own tabular data (data.source = 'file')
 # ---------------------------------------------------------------------------------------------
 
-TABLE_FORMATS = (".npz", ".csv", ".mat")
+TABLE_FORMATS = (".npz", ".csv", ".parquet", ".mat")
 
 
 @dataclass
@@ -163,19 +164,22 @@ class LabelledTable:
 
 def load_table(path: str | Path, label_column: str) -> LabelledTable:
     """A labelled table from ``path``: ``.npz`` (arrays X and y), ``.csv`` (a header row; the
-    column ``label_column`` holds the labels, every other column is a feature) or an
-    ODDS-style MATLAB ``.mat`` (X and y, read by scipy.io.loadmat). Labels are 0 (normal) or
+    column ``label_column`` holds the labels, every other column is a feature), ``.parquet``
+    (its columns, as a .csv's) or an ODDS-style MATLAB ``.mat`` (X and y, read by
+    scipy.io.loadmat). Labels are 0 (normal) or
     1 (anomaly). NaN, infinite or non-numeric values, a missing array or label column and
     labels other than 0/1 raise UserError naming the file and the column."""
     path = Path(path)
     if not path.is_file():
         raise UserError(
-            f"data.file.path = {str(path)!r}: no such file; give the path of a .npz, .csv or "
-            ".mat file, relative to the project root"
+            f"data.file.path = {str(path)!r}: no such file; give the path of a .npz, .csv, "
+            ".parquet or .mat file, relative to the project root"
         )
     suffix = path.suffix.lower()
     if suffix == ".csv":
         features, labels, names, label_name = _read_csv(path, label_column)
+    elif suffix == ".parquet":
+        features, labels, names, label_name = _read_parquet(path, label_column)
     elif suffix in (".npz", ".mat"):
         arrays = _read_npz(path) if suffix == ".npz" else _read_mat(path)
         features, labels = _x_and_y(path, arrays)
@@ -201,12 +205,7 @@ def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, li
     if not rows:
         raise UserError(f"{path} is empty; a .csv data file needs a header row and data rows")
     header = [name.strip() for name in rows[0]]
-    if label_column not in header:
-        raise UserError(
-            f"{path} has no label column {label_column!r} (data.file.label_column); its "
-            f"columns are: {', '.join(header)}. Set data.file.label_column to the column of "
-            "0 (normal) / 1 (anomaly) labels"
-        )
+    _require_label_column(path, header, label_column)
     body = rows[1:]
     if not body:
         raise UserError(f"{path} has a header but no data rows")
@@ -223,9 +222,59 @@ def _read_csv(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, li
                     f"{path}, line {line}, column {header[j]!r}: {cell!r} is not a number; every "
                     "column must be numeric (encode categories as numbers first)"
                 ) from None
+    return _split_label_column(values, header, label_column)
+
+
+def _read_parquet(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    """A .parquet table (pandas with pyarrow), its columns as a .csv's: numbers only."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises its own types for files that are not parquet
+        raise UserError(f"{path} is not a readable .parquet file ({' '.join(str(err).split())})") from err
+    header = [str(name) for name in frame.columns]
+    _require_label_column(path, header, label_column)
+    if frame.empty:
+        raise UserError(f"{path} has columns but no data rows")
+    return _split_label_column(frame_values(frame, path), header, label_column)
+
+
+def _require_label_column(path: Path, header: list[str], label_column: str) -> None:
+    if label_column not in header:
+        raise UserError(
+            f"{path} has no label column {label_column!r} (data.file.label_column); its "
+            f"columns are: {', '.join(header)}. Set data.file.label_column to the column of "
+            "0 (normal) / 1 (anomaly) labels"
+        )
+
+
+def _split_label_column(values: np.ndarray, header: list[str], label_column: str) -> tuple[
+        np.ndarray, np.ndarray, list[str], str]:
     label_index = header.index(label_column)
     names = [name for j, name in enumerate(header) if j != label_index]
     return np.delete(values, label_index, axis=1), values[:, label_index], names, label_column
+
+
+def frame_values(frame: Any, path: Path, first_row: int = 0, csv_lines: bool = False) -> np.ndarray:
+    """A pandas DataFrame of numbers as float64 (missing values NaN); the first cell that is
+    not a number raises UserError naming the file, its data row (counted from 1, plus
+    ``first_row``; for a .csv also its line) and its column."""
+    import pandas as pd
+
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            continue
+        numbers = pd.to_numeric(column, errors="coerce")
+        bad = np.flatnonzero(numbers.isna().to_numpy() & column.notna().to_numpy())
+        i = int(bad[0]) if len(bad) else 0
+        line = f" (line {first_row + i + 2})" if csv_lines else ""
+        raise UserError(
+            f"{path}, row {first_row + i + 1}{line}, column {str(name)!r}: {column.iloc[i]!r} is not a "
+            "number; every column must be numeric (encode categories as numbers first)"
+        )
+    return frame.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -1,15 +1,19 @@
-"""Reading and writing stage artifacts.
+"""Reading and writing stage artifacts, and running a stage or script from the command line.
 
-Every write goes to a temporary file in the target's folder and is then renamed over the
-target (``os.replace`` is atomic on POSIX), so a stage killed mid-write leaves the previous
-artifact or none, never a truncated one.
+Every write goes to a temporary file in the target's folder, is flushed to disk (``fsync``)
+and is then renamed over the target (``os.replace`` is atomic on POSIX), so a process killed
+mid-write, or a machine that loses power, leaves the previous artifact or none, never a
+truncated one.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
+import math
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -39,16 +43,53 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it owner-only; give it a normal file's mode
+        _fsync(tmp)  # the data on disk before the name points at it, or a crash leaves it empty
         os.replace(tmp, path)
+        _fsync(path.parent)  # and the rename itself
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
 
 
-def write_json(path: str | Path, obj: Any) -> None:
+def _fsync(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_bytes(data)
     log.info("wrote %s", path)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """``obj`` as JSON, keys in the order given (`dvc exp show` lists metrics in file order,
+    so the headline goes first); NaN and infinity, which are not JSON, are refused."""
+    bad = _non_finite(obj)
+    if bad:
+        key, value = bad
+        raise UserError(
+            f"{path}: {key} = {value} is not a finite number, and JSON holds none; check the "
+            "files this stage read (its log above names each one)"
+        )
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    log.info("wrote %s", path)
+
+
+def _non_finite(obj: Any, key: str = "") -> tuple[str, float] | None:
+    """The dotted key and value of the first NaN or infinity in ``obj``, else None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return key or "the value", obj
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for name, value in items:
+        found = _non_finite(value, f"{key}.{name}" if key else str(name))
+        if found:
+            return found
+    return None
 
 
 def read_json(path: str | Path) -> Any:
@@ -101,8 +142,46 @@ def _require(path: Path) -> None:
         raise UserError(f"{path} not found; run the stage that writes it first (`dvc repro`)")
 
 
-def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's ``main``: log to stderr, show user errors as one line, exit 2."""
+def require_finite(values: np.ndarray, what: str, fix: str) -> None:
+    """Raise a UserError when ``values`` hold NaN or infinity: ``what`` names them (a score
+    of a split, a threshold), ``fix`` says what to do. A NaN would otherwise pass silently:
+    it compares False with everything, so it flags nothing and never counts as a best."""
+    values = np.asarray(values, dtype=float)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    if values.ndim == 0:
+        raise UserError(f"{what} is {values.item()}; {fix}")
+    first = int(np.flatnonzero(bad)[0])
+    raise UserError(
+        f"{what} is not finite in {int(bad.sum())} of {values.size} rows "
+        f"(the first, row {first}, is {values.flat[first]}); {fix}"
+    )
+
+
+def show_progress() -> bool:
+    """Progress bars only on a terminal, never in CI (the CI variable set): in a piped log
+    every redraw of a bar is one more carriage-return-separated copy of it."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def exit_on_ctrl_c() -> None:
+    """Make Ctrl-C stop the process with one line and exit status 130 rather than a traceback
+    from wherever it landed (often deep inside PyOD or torch). SystemExit still runs every
+    ``finally`` on the way out, so :func:`atomic_path` removes its temporary file and no
+    output is left half-written. Installed by the command-line packages (stages, scripts,
+    benchmarks) when run with ``python -m``, before their slow imports."""
+
+    def stop(signum: int, frame: Any) -> None:
+        sys.stderr.write("interrupted (Ctrl-C): stopped; every output is complete or untouched\n")
+        raise SystemExit(128 + signal.SIGINT)
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it is ignored
+        signal.signal(signal.SIGINT, stop)
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Run a command-line ``main``: log to stderr, user errors as one line and exit status 2."""
     from .params import ParamsError
 
     logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s: %(message)s")
@@ -111,3 +190,17 @@ def run_stage(main: Callable[[], None]) -> None:
     except (ParamsError, UserError) as err:
         log.error("%s", err)
         sys.exit(2)
+
+
+def run_stage(main: Callable[[], None], argv: list[str] | None = None) -> None:
+    """Run a DVC stage's ``main`` (:func:`run_main`); ``--help`` prints the stage's docstring
+    and writes nothing. A stage takes no arguments: params.yaml says what it does."""
+    module = main.__globals__
+    name = module["__spec__"].name if module.get("__spec__") else module["__name__"]
+    argparse.ArgumentParser(
+        prog=f"python -m {name}",
+        description=f"{module['__doc__'].strip()}\n\nA DVC stage: it reads params.yaml and the "
+        "inputs dvc.yaml lists, and takes no arguments. Run it with `dvc repro`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args(argv)
+    run_main(main)

@@ -6,10 +6,16 @@ Likelihoods of the decoder p(x|z):
   the training loss "MSE + beta * KL" is then, up to that constant, the beta-weighted
   negative ELBO (Kingma & Welling 2014, eq. 10; Higgins et al. 2017 for beta).
 - ``bernoulli``: for pixels in [0, 1]; -log p(x|z) is the summed binary cross-entropy with
-  the decoder's logits, as in Kingma & Welling 2014, app. C.1 and pytorch/examples vae.
+  the decoder's logits, as in Kingma & Welling 2014, app. C.1 and pytorch/examples vae. On
+  grey levels this is not a normalised distribution over the images' values.
+- ``discretized_logistic``: for 8-bit images (pixels k/255); a logistic per pixel whose mass
+  is binned onto the 256 intensities (Salimans et al. 2017, PixelCNN++, sec. 2.1, one
+  component), so -log p(x|z) is a code length of the 8-bit image: the likelihood that the
+  complexity correction of Serra et al. 2020 compares with a compressor's length.
 """
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .io import UserError, atomic_path, log
+from .io import UserError, log, write_bytes
 
 CHECKPOINT_FORMAT = "vae_anomaly/vae-v2"
 
@@ -30,36 +36,45 @@ class VAEConfig:
     latent_dim: int = 8
     architecture: str = "mlp"  # mlp | conv (images only)
     conv_channels: list[int] = field(default_factory=lambda: [32, 64])  # each conv halves H, W
-    likelihood: str = "gaussian"  # gaussian | bernoulli
+    likelihood: str = "gaussian"  # gaussian | bernoulli | discretized_logistic
     kind: str = "vae"  # vae | ae (plain autoencoder: deterministic latent, no KL) | sparse
+
+
+# Decoder outputs per input value, by model.likelihood: the mean (gaussian), the logit
+# (bernoulli), or the mean's logit and the log scale (discretized_logistic).
+OUTPUTS_PER_VALUE = {"gaussian": 1, "bernoulli": 1, "discretized_logistic": 2}
 
 
 class VAE(nn.Module):
     """Encoder to (mu, logvar), mirrored decoder with a linear output (logits for Bernoulli).
 
     MLP: input-h1-...-hk-(mu, logvar), ReLU. Conv: stride-2 4x4 convolutions (each halves H
-    and W) then the MLP; the decoder mirrors both with transposed convolutions.
+    and W) then the MLP; the decoder mirrors both with transposed convolutions. The decoder
+    returns OUTPUTS_PER_VALUE[likelihood] channels per input channel.
     """
 
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.config = config
         shape = list(config.input_shape)
+        n_out = OUTPUTS_PER_VALUE[config.likelihood]
         conv = config.architecture == "conv"
         if conv:
             self.features, feature_shape = _conv_encoder(shape, config.conv_channels)
+            decoded_shape = feature_shape
         else:
             self.features, feature_shape = nn.Identity(), shape
+            decoded_shape = [shape[0] * n_out, *shape[1:]]
         dims = [math.prod(feature_shape), *config.hidden_dims]
         self.encoder = nn.Sequential(nn.Flatten(), *_mlp(dims))
         self.to_mu = nn.Linear(dims[-1], config.latent_dim)
         self.to_logvar = nn.Linear(dims[-1], config.latent_dim)
-        back = [config.latent_dim, *reversed(dims)]
+        back = [config.latent_dim, *reversed(dims[1:]), math.prod(decoded_shape)]
         self.decoder = nn.Sequential(
-            *_mlp(back[:-1]), nn.Linear(back[-2], back[-1]), nn.Unflatten(1, tuple(feature_shape))
+            *_mlp(back[:-1]), nn.Linear(back[-2], back[-1]), nn.Unflatten(1, tuple(decoded_shape))
         )
         if conv:
-            self.decoder.extend([nn.ReLU(), *_conv_decoder(shape[0], config.conv_channels)])
+            self.decoder.extend([nn.ReLU(), *_conv_decoder(shape[0] * n_out, config.conv_channels)])
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(self.features(x))
@@ -82,13 +97,23 @@ class VAE(nn.Module):
         return self.decode(self.reparameterize(mu, logvar)), mu, logvar
 
     def mean(self, output: torch.Tensor) -> torch.Tensor:
-        """E[x|z] from the decoder's output, in the data's units."""
-        return torch.sigmoid(output) if self.config.likelihood == "bernoulli" else output
+        """The reconstruction from the decoder's output, in the data's units: E[x|z], or for
+        the discretised logistic the logistic's location (its mean before binning)."""
+        likelihood = self.config.likelihood
+        if likelihood == "bernoulli":
+            return torch.sigmoid(output)
+        if likelihood == "discretized_logistic":
+            return torch.sigmoid(output[:, : self.config.input_shape[0]])
+        return output
 
     def nll(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         """Per-sample -log p(x|z)."""
-        if self.config.likelihood == "bernoulli":
+        likelihood = self.config.likelihood
+        if likelihood == "bernoulli":
             return bernoulli_nll(x, output)
+        if likelihood == "discretized_logistic":
+            c = self.config.input_shape[0]
+            return discretized_logistic_nll(x, output[:, :c], output[:, c:])
         return gaussian_nll(x, output)
 
     def kl_per_dim(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -191,6 +216,50 @@ def bernoulli_nll(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return bce.flatten(1).sum(dim=1)
 
 
+# Discretised logistic: 256 intensities k/255 on [0, 1], each the centre of a bin of width 1/255.
+INTENSITY_LEVELS = 256
+_HALF_BIN = 0.5 / (INTENSITY_LEVELS - 1)
+# Floor of the log scale: a logistic of scale e^-8 centred on an intensity puts 99.4 % of its
+# mass in that intensity's bin (half-width 1/510 = 5.9 scales), so a narrower one gains
+# nothing; the floor keeps 1/scale finite (PixelCNN++ clamps at -7 on [-1, 1], the same
+# ratio to its bins of width 2/255).
+MIN_LOG_SCALE = -8.0
+
+
+def discretized_logistic_log_prob(
+    x: torch.Tensor, location_logit: torch.Tensor, log_scale: torch.Tensor
+) -> torch.Tensor:
+    """log P(x) per value under a logistic with location sigmoid(``location_logit``) and scale
+    exp(``log_scale``), discretised to the 256 intensities of [0, 1] (Salimans et al. 2017,
+    PixelCNN++, eq. 2, one component): the bin of k/255 has the logistic's mass within half
+    a bin of it, and the end bins take the tails, so the 256 probabilities sum to one.
+    ``x`` is rounded to the nearest intensity. Written out (torch.distributions has no
+    discretised logistic) in the numerically stable form of the authors' code."""
+    x = torch.round(x * (INTENSITY_LEVELS - 1)) / (INTENSITY_LEVELS - 1)
+    location = torch.sigmoid(location_logit)
+    log_scale = log_scale.clamp(min=MIN_LOG_SCALE)
+    inv_scale = torch.exp(-log_scale)
+    upper = inv_scale * (x + _HALF_BIN - location)
+    lower = inv_scale * (x - _HALF_BIN - location)
+    log_cdf_upper = -F.softplus(-upper)  # log sigmoid(upper): the lowest bin, 0
+    log_survival_lower = -F.softplus(lower)  # log(1 - sigmoid(lower)): the highest bin, 1
+    mass = torch.sigmoid(upper) - torch.sigmoid(lower)
+    # Where the bin's mass underflows, the density at its centre times the bin width.
+    centre = inv_scale * (x - location)
+    log_density_mass = centre - log_scale - 2.0 * F.softplus(centre) + math.log(2 * _HALF_BIN)
+    log_mass = torch.where(mass > 1e-5, torch.log(mass.clamp(min=1e-12)), log_density_mass)
+    return torch.where(
+        x < _HALF_BIN, log_cdf_upper, torch.where(x > 1 - _HALF_BIN, log_survival_lower, log_mass)
+    )
+
+
+def discretized_logistic_nll(
+    x: torch.Tensor, location_logit: torch.Tensor, log_scale: torch.Tensor
+) -> torch.Tensor:
+    """Per-sample -log p(x|z) in nats of an 8-bit image: the code length of its 256-level values."""
+    return -discretized_logistic_log_prob(x, location_logit, log_scale).flatten(1).sum(dim=1)
+
+
 def kl_to_standard_normal_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu_j, exp(logvar_j)) || N(0, 1)) per dimension (Kingma & Welling 2014, app. B)."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
@@ -223,9 +292,11 @@ def build_model(config: VAEConfig) -> VAE:
 def save_model(model: VAE, path: str | Path) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": CHECKPOINT_FORMAT, "config": asdict(model.config), "state_dict": state}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    log.info("wrote %s", path)
+    # torch.save names the archive's folder after the file it writes to, which atomic_path
+    # names at random; into a buffer it is always "archive", so equal weights give equal files.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> VAE:

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from .schedules import reaches_full_beta
 from .sizing import MIN_TRAIN_ROWS, MIN_VAL_ROWS
 
 
@@ -106,12 +107,18 @@ class Flag:
 
 SCORES = (
     "reconstruction_mse", "negative_elbo", "iwae", "complexity_corrected", "kl_to_prior",
-    "latent_mahalanobis",
+    "latent_mahalanobis", "latent_knn", "latent_residual_knn", "likelihood_regret", "combined",
 )
 # Scores that need a Gaussian posterior and a N(0, I) prior (model.kind: vae), and images.
-VAE_ONLY_SCORES = ("iwae", "complexity_corrected", "kl_to_prior")
+VAE_ONLY_SCORES = ("iwae", "complexity_corrected", "kl_to_prior", "likelihood_regret")
 IMAGE_ONLY_SCORES = ("complexity_corrected",)
-BASELINES = ("iforest", "ecod", "knn", "autoencoder", "vae")  # PyOD detectors (vae_anomaly.baselines)
+# Scores that compare a sample with the training split (vae_anomaly.scores.fit_reference).
+REFERENCE_SCORES = ("latent_mahalanobis", "latent_knn", "latent_residual_knn")
+# Scores that need a likelihood that is a code length of the 8-bit image.
+DISCRETE_LIKELIHOOD_SCORES = ("complexity_corrected",)
+LIKELIHOODS = ("gaussian", "bernoulli", "discretized_logistic")
+# PyOD detectors and the model-free compressed length (vae_anomaly.baselines).
+BASELINES = ("iforest", "ecod", "knn", "autoencoder", "vae", "compressed_length")
 THRESHOLD_METHODS = ("mean_std", "percentile")
 KL_SCHEDULES = ("constant", "monotonic", "cyclical")
 DATA_SOURCES = ("synthetic", "blobs2d", "digits", "mnist", "fashion_mnist", "file")
@@ -173,7 +180,7 @@ SCHEMA: dict[str, Any] = {
         "hidden_dims": ListOf(Int(1), unique=False),
         "conv_channels": ListOf(Int(1), unique=False),
         "latent_dim": Int(1),
-        "likelihood": Choice(("gaussian", "bernoulli")),
+        "likelihood": Choice(LIKELIHOODS),
         "beta": Number(0),
     },
     "train": {
@@ -194,6 +201,10 @@ SCHEMA: dict[str, Any] = {
         "elbo_samples": Int(1),
         "iwae_samples": Int(1),
         "complexity_codec": Choice(("jpeg2000", "png")),
+        "knn_neighbors": Int(1),
+        "combine": ListOf(Choice(SCORES)),
+        "regret_steps": Int(1),
+        "regret_lr": Number(0, low_open=True),
         "batch_size": Int(1),
     },
     "threshold": {
@@ -205,12 +216,7 @@ SCHEMA: dict[str, Any] = {
     "baselines": {
         "names": ListOf(Choice(BASELINES), min_len=0),
         "seed": Int(0),
-        "max_train": Int(2),
         "knn_neighbors": Int(1),
-        "hidden_dims": ListOf(Int(1), unique=False),
-        "latent_dim": Int(1),
-        "epochs": Int(1),
-        "batch_size": Int(2),
         "on_error": Choice(("record", "stop")),
     },
     "plot": {
@@ -234,7 +240,7 @@ def validate(doc: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> dic
     for name, spec in schema.items():
         key = prefix + name
         if name not in doc:
-            raise ParamsError(f"missing key {key!r}; add it to params.yaml (see the README)")
+            raise ParamsError(f"missing key {key!r}; add it to params.yaml (docs/params.md lists every key)")
         value = doc[name]
         if isinstance(spec, dict):
             validate(value, spec, key + ".")
@@ -247,11 +253,6 @@ def validate(doc: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> dic
 
 def _check_relations(p: dict[str, Any]) -> None:
     """Rules that span several keys."""
-    if p["score"]["primary"] not in p["score"]["names"]:
-        raise ParamsError(
-            f"score.primary = {p['score']['primary']!r} must be one of score.names "
-            f"{p['score']['names']}"
-        )
     syn = p["data"]["synthetic"]
     for kind in ("mean_shift", "correlation_break", "variance_explosion"):
         if syn[kind]["n_features"] > syn["n_features"]:
@@ -267,13 +268,47 @@ def _check_relations(p: dict[str, Any]) -> None:
             f"add up to {shares:g}; they must sum to less than 1 so the test set keeps normal samples"
         )
     _check_classes(p["data"])
-    _check_scores_apply(p)
+    check_scores_apply(p["score"], p["model"], p["data"]["source"])
+    _check_data_applies(p)
     _check_file(p["data"])
+    _check_schedule(p["train"])
 
 
-def _check_scores_apply(p: dict[str, Any]) -> None:
-    """Scores that only some models or data can give."""
-    names, kind, source = p["score"]["names"], p["model"]["kind"], p["data"]["source"]
+def _check_schedule(train: dict[str, Any]) -> None:
+    """A KL schedule must reach the full beta: early stopping and the best weights count only
+    epochs at full beta, so a schedule that never gets there silently trains every epoch and
+    keeps the last one."""
+    if reaches_full_beta(train):
+        return
+    if train["kl_schedule"] == "monotonic":
+        raise ParamsError(
+            f"train.kl_warmup_epochs = {train['kl_warmup_epochs']} with train.epochs = "
+            f"{train['epochs']}: the KL weight never reaches model.beta, so early stopping never "
+            "starts; make train.kl_warmup_epochs smaller than train.epochs"
+        )
+    raise ParamsError(
+        f"train.kl_ramp_fraction = {train['kl_ramp_fraction']!r} with train.kl_cycles = "
+        f"{train['kl_cycles']} and train.epochs = {train['epochs']}: no epoch of a cycle reaches "
+        "model.beta, so early stopping never starts; lower train.kl_ramp_fraction (e.g. 0.5) "
+        "or train.kl_cycles"
+    )
+
+
+def check_scores_apply(score: dict[str, Any], model: dict[str, Any], source: str | None = None) -> None:
+    """The scores of ``score.names`` that the ``model`` section can give, on ``data.source``
+    (None: not known yet, as for a Detector before it sees data)."""
+    names, kind = score["names"], model["kind"]
+    if score["primary"] not in names:
+        raise ParamsError(f"score.primary = {score['primary']!r} must be one of score.names {names}")
+    if "combined" in names:
+        combine = score["combine"]
+        missing = [c for c in combine if c not in names or c == "combined"]
+        if len(combine) < 2 or missing:
+            raise ParamsError(
+                f"score.names includes 'combined', the mean of the scores in score.combine = "
+                f"{combine}: list at least two of the other scores in score.names there"
+                + (f" ({missing[0]!r} is not one)" if missing else "")
+            )
     for name in names:
         if name in VAE_ONLY_SCORES and kind != "vae":
             raise ParamsError(
@@ -281,11 +316,33 @@ def _check_scores_apply(p: dict[str, Any]) -> None:
                 f"posterior and a N(0, I) prior), not model.kind = {kind!r}; remove it from "
                 "score.names or train a VAE"
             )
-        if name in IMAGE_ONLY_SCORES and source not in N_CLASSES:
+        if name in IMAGE_ONLY_SCORES and source is not None and source not in N_CLASSES:
             raise ParamsError(
                 f"score.names includes {name!r}, which measures image complexity, but "
                 f"data.source = {source!r} is tabular; use it with {', '.join(N_CLASSES)}"
             )
+        if name in DISCRETE_LIKELIHOOD_SCORES and model["likelihood"] != "discretized_logistic":
+            raise ParamsError(
+                f"score.names includes {name!r}, which compares -log2 p(x) with the compressed "
+                "length of the 8-bit image, so p(x) must be a distribution over the 256 "
+                f"intensities: set model.likelihood = 'discretized_logistic' (not "
+                f"{model['likelihood']!r}), or remove {name!r} from score.names"
+            )
+
+
+def _check_data_applies(p: dict[str, Any]) -> None:
+    """Baselines and likelihoods that only some data can use."""
+    source = p["data"]["source"]
+    if "compressed_length" in p["baselines"]["names"] and source not in N_CLASSES:
+        raise ParamsError(
+            "baselines.names includes 'compressed_length', the compressed length of an image, "
+            f"but data.source = {source!r} is tabular; use it with {', '.join(N_CLASSES)}"
+        )
+    if p["model"]["likelihood"] == "discretized_logistic" and source not in N_CLASSES:
+        raise ParamsError(
+            "model.likelihood = 'discretized_logistic' models 8-bit pixel intensities, but "
+            f"data.source = {source!r} is tabular; use 'gaussian'"
+        )
 
 
 def _check_file(data: dict[str, Any]) -> None:
@@ -296,8 +353,8 @@ def _check_file(data: dict[str, Any]) -> None:
         )
     if data["source"] == "file" and not data["file"]["path"]:
         raise ParamsError(
-            "data.source = 'file' needs data.file.path: a .npz (arrays X, y), .csv (with the "
-            "label column data.file.label_column) or .mat (X, y) file, 0 normal / 1 anomaly"
+            "data.source = 'file' needs data.file.path: a .npz (arrays X, y), .csv or .parquet (with "
+            "the label column data.file.label_column) or .mat (X, y) file, 0 normal / 1 anomaly"
         )
 
 

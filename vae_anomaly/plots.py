@@ -101,11 +101,11 @@ def roc_pr_figure(labels: np.ndarray, scores: dict[str, np.ndarray]) -> plt.Figu
     for ax in (ax_roc, ax_pr):
         ax.legend(fontsize=7)
     ax_roc.plot([0, 1], [0, 1], color="gray", linestyle=":")
-    ax_roc.set_title("ROC")
-    ax_pr.set_title("Precision-recall")
+    # scikit-learn's labels add "(Positive label: 1)"; here 1 is always "anomaly"
+    ax_roc.set(title="ROC", xlabel="false positive rate", ylabel="true positive rate")
+    ax_pr.set(title="Precision-recall", xlabel="recall", ylabel="precision")
     fig.tight_layout()
     return fig
-
 
 
 def image_rows(rows: list[tuple[str, np.ndarray | torch.Tensor]], ncol: int) -> plt.Figure:

@@ -1,38 +1,18 @@
-"""Training: the KL weight schedule, and the loop with early stopping on validation loss."""
+"""Training: the loop with early stopping on validation loss, under the KL weight schedule."""
 from __future__ import annotations
 
 import copy
 import math
-import os
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .io import UserError, log
+from .io import UserError, log, require_finite, show_progress
 from .models import VAE
-
-
-def kl_weight(epoch: int, beta: float, train: dict[str, Any]) -> float:
-    """The KL weight (effective beta) for 0-based ``epoch``.
-
-    - constant: beta throughout.
-    - monotonic: linear warm-up from 0 at epoch 0 to beta at epoch ``kl_warmup_epochs``,
-      then beta (Bowman et al. 2016).
-    - cyclical: the epochs are split into ``kl_cycles`` equal periods; in each, the weight
-      rises linearly from 0 over the first ``kl_ramp_fraction`` of the period, then holds
-      beta (Fu et al. 2019, "Cyclical Annealing Schedule", eq. 6).
-    """
-    schedule = train["kl_schedule"]
-    if schedule == "constant":
-        return beta
-    if schedule == "monotonic":
-        warmup = train["kl_warmup_epochs"]
-        return beta if warmup == 0 else beta * min(1.0, epoch / warmup)
-    period = train["epochs"] / train["kl_cycles"]
-    tau = (epoch % period) / period
-    return beta * min(1.0, tau / train["kl_ramp_fraction"])
+from .schedules import kl_weight
 
 
 def seed_everything(seed: int) -> None:
@@ -84,58 +64,65 @@ def fit(
     xt = torch.as_tensor(train_x, device=device)
     xv = torch.as_tensor(val_x, device=device)
     # fused: one pass over each parameter per step instead of a dozen elementwise ops; for the
-    # 784-400-20 VAE a step takes a third of the default's time on CPU (README, Performance).
+    # 784-400-20 VAE a step takes a third of the default's time on CPU (docs/performance.md).
     optimizer = torch.optim.Adam(model.parameters(), lr=train["lr"], fused=True)
     batch_size = train["batch_size"]
     n_batches = math.ceil(len(xt) / batch_size)
     batch_sizes = [min(batch_size, len(xt) - b * batch_size) for b in range(n_batches)]
     history: list[dict[str, float]] = []
     best_loss, best_state, since_best = math.inf, None, 0
-    quiet = bool(os.environ.get("CI"))
 
-    epochs = tqdm(range(train["epochs"]), desc="train", unit="epoch", disable=True if quiet else None)
-    for epoch in epochs:
-        weight = kl_weight(epoch, beta, train)
-        model.train()
-        order = torch.randperm(len(xt), generator=generator).to(device)
-        # Summed reconstruction NLL and KL of each batch, kept on the device and read once per
-        # epoch, so the loop never waits for the device mid-epoch.
-        batch_sums = torch.zeros(n_batches, 2, device=device)
-        for b in range(n_batches):
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            recon, kl = model.loss_terms(xt[idx])
-            loss = (recon + weight * kl).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            batch_sums[b] = torch.stack([recon.detach().sum(), kl.detach().sum()])
-        check_finite(batch_sums, weight, batch_sizes, epoch)
-        train_recon, train_kl = (batch_sums.sum(dim=0) / len(xt)).tolist()
-        val_recon, val_kl = evaluate_loss(model, xv, batch_size)
-        row = {
-            "epoch": epoch + 1,
-            "kl_weight": weight,
-            "train_loss": train_recon + weight * train_kl,
-            "train_recon": train_recon,
-            "train_kl": train_kl,
-            "val_loss": val_recon + beta * val_kl,
-            "val_recon": val_recon,
-            "val_kl": val_kl,
-        }
-        history.append(row)
-        epochs.set_postfix(train=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}")
-        if weight < beta:
-            continue  # still annealing: the objective is not yet the one we stop on
-        if row["val_loss"] < best_loss:
-            best_loss, best_state, since_best = row["val_loss"], copy.deepcopy(model.state_dict()), 0
-        else:
-            since_best += 1
-            if since_best >= train["patience"]:
-                log.info(
-                    "early stopping after epoch %d: validation loss has not improved for %d "
-                    "epochs (best %.4f)", epoch + 1, since_best, best_loss,
-                )
-                break
+    # One bar, on a terminal only; log lines (early stopping) are printed above it, not into it.
+    with logging_redirect_tqdm(), tqdm(range(train["epochs"]), desc="train", unit="epoch",
+                                       disable=not show_progress()) as epochs:
+        for epoch in epochs:
+            weight = kl_weight(epoch, beta, train)
+            model.train()
+            order = torch.randperm(len(xt), generator=generator).to(device)
+            # Summed reconstruction NLL and KL of each batch, kept on the device and read once
+            # per epoch, so the loop never waits for the device mid-epoch.
+            batch_sums = torch.zeros(n_batches, 2, device=device)
+            for b in range(n_batches):
+                idx = order[b * batch_size : (b + 1) * batch_size]
+                recon, kl = model.loss_terms(xt[idx])
+                loss = (recon + weight * kl).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                batch_sums[b] = torch.stack([recon.detach().sum(), kl.detach().sum()])
+            check_finite(batch_sums, weight, batch_sizes, epoch)
+            train_recon, train_kl = (batch_sums.sum(dim=0) / len(xt)).tolist()
+            val_recon, val_kl = evaluate_loss(model, xv, batch_size)
+            row = {
+                "epoch": epoch + 1,
+                "kl_weight": weight,
+                "train_loss": train_recon + weight * train_kl,
+                "train_recon": train_recon,
+                "train_kl": train_kl,
+                "val_loss": val_recon + beta * val_kl,
+                "val_recon": val_recon,
+                "val_kl": val_kl,
+            }
+            # A NaN never compares below the best, so it would end training as if patience ran out.
+            require_finite(
+                np.array(row["val_loss"]), f"the validation loss at epoch {epoch + 1}",
+                "the training loss was finite, so the validation split holds values the model "
+                "cannot fit: check the data (reports/data_summary.json), or lower train.lr",
+            )
+            history.append(row)
+            epochs.set_postfix(train=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}", refresh=False)
+            if weight < beta:
+                continue  # still annealing: the objective is not yet the one we stop on
+            if row["val_loss"] < best_loss:
+                best_loss, best_state, since_best = row["val_loss"], copy.deepcopy(model.state_dict()), 0
+            else:
+                since_best += 1
+                if since_best >= train["patience"]:
+                    log.info(
+                        "early stopping after epoch %d: validation loss has not improved for %d "
+                        "epochs (best %.4f)", epoch + 1, since_best, best_loss,
+                    )
+                    break
     if best_state is not None:
         model.load_state_dict(best_state)
     return history

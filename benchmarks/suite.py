@@ -1,0 +1,126 @@
+"""The detection suite: every detector on every task, one table (docs/suite.md).
+
+    python -m benchmarks.suite --data-root ../shared/datasets            # the whole suite
+    python -m benchmarks.suite --data-root ../shared/datasets --quick    # four tasks, minutes
+
+Reads benchmarks/suite.yaml (tasks, seeds, limits, the recommended detector per data kind)
+on top of params.yaml, runs each task through the pipeline's own training, scoring and
+baseline functions, and writes reports/suite/suite.{json,md} (--quick: quick.{json,md}).
+Scores are cached under data/suite_cache, keyed by the task's params and the package's code,
+so an interrupted run resumes and a rerun with nothing changed only recomputes the tables.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vae_anomaly.datasets import DATA_ROOT_ENV
+from vae_anomaly.io import UserError, atomic_path, log, run_main
+from vae_anomaly.params import load_params
+from vae_anomaly.suite import load_suite, run_suite
+
+CONFIG = Path("benchmarks/suite.yaml")
+OUT = Path("reports/suite")
+CACHE = Path("data/suite_cache")
+
+
+def fmt(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def with_ci(m: dict[str, Any], metric: str) -> str:
+    low, high = m[f"{metric}_ci"]
+    return f"{fmt(m[metric])} [{fmt(low)}, {fmt(high)}]"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The suite's tables: per family, every detector's mean over tasks (95% bootstrap CI,
+    std over seeds, wins), then each task's report ROC-AUC and PR-AUC with their CIs."""
+    proto = result["protocol"]
+    half = proto["half"]
+    lines = [
+        "# Detection suite" + (" (development halves: for choosing, not for reporting)" if half == "development" else ""),
+        "",
+        ("Report halves of each task's test split (the development halves chose the methods). "
+         if half == "report" else "Development halves of each task's test split, the only labels that choose methods. ")
+        + 
+        f"Mean over seeds {proto['seeds']}; [{proto['ci_level']:.0%} bootstrap CI over test rows, "
+        f"{proto['bootstrap_resamples']} resamples within each class]; ± = std over seeds of the mean. "
+        f"Recommended: " + ", ".join(f"{kind}: `{d}`" for kind, d in proto["recommended"].items()) + ".",
+    ]
+    for family, fam in result["families"].items():
+        recommended = proto["recommended"][fam["kind"]]
+        detectors = sorted(fam["detectors"], key=lambda d: -fam["detectors"][d]["roc_auc"])
+        lines += ["", f"## {family} ({len(fam['tasks'])} tasks, {fam['kind']})", ""]
+        rows = []
+        for d in detectors:
+            m = fam["detectors"][d]
+            name = f"**{d}** (recommended)" if d == recommended else d
+            rows.append([name, f"{with_ci(m, 'roc_auc')} ±{m['roc_auc_seed_std']:.3f}",
+                         f"{with_ci(m, 'pr_auc')} ±{m['pr_auc_seed_std']:.3f}", str(m["wins"]),
+                         *([fmt(m["development_roc_auc"])] if half == "report" else [])])
+        lines += table(["detector", "mean ROC-AUC", "mean PR-AUC", "wins",
+                        *(["development ROC-AUC"] if half == "report" else [])], rows)
+        for metric, title in (("roc_auc", "ROC-AUC"), ("pr_auc", "PR-AUC")):
+            lines += ["", f"{family}, {title} per task:", ""]
+            lines += table(["task", *detectors], [
+                [task.split("/", 1)[1], *(with_ci(result["tasks"][task][d][half], metric) for d in detectors)]
+                for task in fam["tasks"]
+            ])
+    collapsed = [t for t, runs in result["training"].items() if any(r["posterior_collapse"] for r in runs)]
+    lines += ["", "Posterior collapse (no active latent dimension) in: " + (", ".join(collapsed) or "none") + ".",
+              "", f"Wall time: {sum(result['seconds'].values()) / 60:.1f} min."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", default=os.environ.get(DATA_ROOT_ENV, ""),
+                        help=f"folder with MNIST/, FashionMNIST/ and odds/ (default: ${DATA_ROOT_ENV})")
+    parser.add_argument("--quick", action="store_true", help="only the suite's `quick` tasks")
+    parser.add_argument("--tasks", help="comma-separated family/task names to run instead of all")
+    parser.add_argument("--config", type=Path, default=CONFIG)
+    parser.add_argument("--seeds", help="comma-separated training seeds instead of the suite's (for trying things)")
+    parser.add_argument("--development", action="store_true",
+                        help="measure on the development halves only (for choosing methods; the report halves are not read)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="tasks run at once, one CPU thread each (default: the CPU count)")
+    parser.add_argument("--no-cache", action="store_true", help="recompute every score")
+    args = parser.parse_args()
+    if not args.config.is_file():
+        raise UserError(f"{args.config} not found; run from the project root")
+    suite = load_suite(yaml.safe_load(args.config.read_text()), load_params(), args.data_root.rstrip("/"))
+    only = args.tasks.split(",") if args.tasks else suite.quick if args.quick else None
+    if args.seeds:
+        suite.seeds = [int(s) for s in args.seeds.split(",")]
+    from vae_anomaly.models import resolve_device
+
+    half = "development" if args.development else "report"
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: give at least 1")
+    device = resolve_device("auto")
+    jobs = 1 if device.type == "cuda" else args.jobs  # on a GPU, one task at a time owns it
+    result = run_suite(suite, device, None if args.no_cache else CACHE, only, half, jobs)
+    stem = "quick" if args.quick else "selected" if only is not None or args.seeds else "suite"
+    stem = f"development-{stem}" if args.development else stem
+    for suffix, text in ((".json", json.dumps(result, indent=1, sort_keys=True) + "\n"), (".md", markdown(result))):
+        path = OUT / f"{stem}{suffix}"
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+        log.info("wrote %s", path)
+    sys.stdout.write(markdown(result))
+
+
+if __name__ == "__main__":
+    run_main(main)  # run_stage would take the arguments for a stage's (none)

@@ -1,0 +1,172 @@
+"""The Detector: the pipeline's scores through PyOD's API, streaming, saving and loading, and
+the inputs it refuses."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT
+from vae_anomaly import data
+from vae_anomaly.detector import DEFAULTS, FORMAT, SECTIONS, Detector, InputError
+from vae_anomaly.io import UserError
+from vae_anomaly.metrics import ranking_metrics
+from vae_anomaly.params import SCHEMA, ParamsError, validate
+from vae_anomaly.pipeline import score_splits, train_model
+
+SMALL = {
+    "model": {"hidden_dims": [16, 8], "latent_dim": 2},
+    "train": {"epochs": 3, "kl_warmup_epochs": 1, "device": "cpu"},
+    "score": {"names": ["negative_elbo", "reconstruction_mse", "latent_residual_knn", "combined"],
+              "primary": "negative_elbo", "combine": ["reconstruction_mse", "latent_residual_knn"],
+              "elbo_samples": 2, "batch_size": 64},
+}
+
+
+def raw_synthetic(n_train: int, n_val: int, n_test: int, monkeypatch) -> data.Splits:
+    """The synthetic splits before ``prepare`` standardises them: the rows a user would have."""
+    cfg = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]["synthetic"]
+    cfg.update(n_train=n_train, n_val=n_val, n_test=n_test)
+    with monkeypatch.context() as m:
+        m.setattr(data, "standardize", lambda splits: splits)
+        return data.make_synthetic(cfg, seed=0)
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        return raw_synthetic(300, 100, 200, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def fitted(raw):
+    return Detector(**SMALL).fit(raw.train, X_val=raw.val)
+
+
+def test_fit_and_decision_function_give_the_pipelines_scores(raw, fitted, params):
+    """prepare's scaling, train_model and score_splits on the same rows: the same numbers."""
+    for name, section in SMALL.items():
+        params[name].update(section)
+    prepared = data.standardize(raw)
+    model, _, _ = train_model(prepared.train, prepared.val, params, torch.device("cpu"))
+    pipeline = score_splits(model, {"train": prepared.train, "val": prepared.val, "test": prepared.test},
+                            params["score"], params["train"]["seed"])
+    scores = fitted.score_samples(raw.test)
+    for name in SMALL["score"]["names"]:
+        np.testing.assert_allclose(scores[name], pipeline["test"][name], rtol=1e-6)
+    np.testing.assert_allclose(fitted.decision_function(raw.test), pipeline["test"]["negative_elbo"], rtol=1e-6)
+    np.testing.assert_allclose(fitted.decision_scores_, pipeline["train"]["negative_elbo"], rtol=1e-6)
+    val = pipeline["val"]["negative_elbo"]
+    assert fitted.threshold_ == pytest.approx(val.mean() + 3 * val.std())
+    np.testing.assert_array_equal(fitted.labels_, (fitted.decision_scores_ > fitted.threshold_).astype(int))
+    np.testing.assert_array_equal(fitted.predict(raw.test), (scores["negative_elbo"] > fitted.threshold_).astype(int))
+
+
+def test_fit_on_the_training_rows_alone_matches_the_pipelines_roc_auc(monkeypatch, params):
+    """``Detector(...).fit(X_train)`` keeps its own validation rows, so its model differs a
+    little from the pipeline's; its test ROC-AUC stays close to the pipeline's."""
+    raw = raw_synthetic(1000, 200, 1000, monkeypatch)
+    sections = {"model": {"hidden_dims": [64, 32], "latent_dim": 4},
+                "train": {"epochs": 15, "kl_warmup_epochs": 2, "lr": 0.01, "batch_size": 64, "device": "cpu"},
+                "score": {"names": ["reconstruction_mse"], "primary": "reconstruction_mse"}}
+    for name, section in sections.items():
+        params[name].update(section)
+    prepared = data.standardize(raw)
+    model, _, _ = train_model(prepared.train, prepared.val, params, torch.device("cpu"))
+    pipeline = score_splits(model, {"train": prepared.train, "test": prepared.test}, params["score"], 0,
+                            splits=("test",))["test"]["reconstruction_mse"]
+    detector = Detector(**sections).fit(raw.train)
+    ours = ranking_metrics(raw.test_label, detector.decision_function(raw.test))["roc_auc"]
+    theirs = ranking_metrics(raw.test_label, pipeline)["roc_auc"]
+    assert theirs > 0.8  # the models learnt something, so the comparison means something
+    assert ours == pytest.approx(theirs, abs=0.03)
+
+
+def test_scores_do_not_depend_on_how_a_stream_is_cut(raw, fitted):
+    whole = fitted.score_samples(raw.test)
+    cuts = [0, 1, 50, 64, 65, 190, 200]
+    parts = list(fitted.score_stream(raw.test[a:b] for a, b in zip(cuts[:-1], cuts[1:])))
+    for name in whole:
+        np.testing.assert_array_equal(np.concatenate([p[name] for p in parts]), whole[name])
+
+
+def test_a_saved_detector_loads_and_scores_the_same(raw, fitted, tmp_path):
+    fitted.save(tmp_path / "detector")
+    loaded = Detector.load(tmp_path / "detector", "cpu")
+    assert loaded.threshold_ == fitted.threshold_ and loaded.params == fitted.params
+    np.testing.assert_array_equal(loaded.decision_scores_, fitted.decision_scores_)
+    np.testing.assert_array_equal(loaded.labels_, fitted.labels_)
+    for name, values in fitted.score_samples(raw.test).items():
+        np.testing.assert_array_equal(loaded.score_samples(raw.test)[name], values)
+    meta = json.loads((tmp_path / "detector/detector.json").read_text())
+    assert meta["format"] == FORMAT and {"torch", "numpy", "scikit-learn", "vae_anomaly"} <= set(meta["versions"])
+    assert sorted(p.name for p in (tmp_path / "detector").iterdir()) == ["arrays.npz", "detector.json", "model.pt"]
+    with np.load(tmp_path / "detector/arrays.npz", allow_pickle=False) as arrays:  # plain arrays, no pickle
+        assert {"scaling_mean", "scaling_std", "reference_codes", "reference_joint"} <= set(arrays.files)
+
+
+def test_load_refuses_another_format_version_and_a_folder_that_is_not_a_detector(fitted, tmp_path):
+    folder = tmp_path / "detector"
+    fitted.save(folder)
+    meta = json.loads((folder / "detector.json").read_text())
+    meta["format"] = "vae_anomaly/detector-v0"
+    (folder / "detector.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=r"format 'vae_anomaly/detector-v0', but this vae_anomaly .* reads "
+                                        r"'vae_anomaly/detector-v1' only; save it again"):
+        Detector.load(folder)
+    shutil.rmtree(folder)
+    folder.mkdir()
+    with pytest.raises(UserError, match=r"is not a saved detector \(no detector.json\)"):
+        Detector.load(folder)
+
+
+def test_inputs_it_cannot_score_are_refused_with_the_row_and_column(raw, fitted):
+    with pytest.raises(InputError, match=r"X holds rows of 29 features; the detector was fitted on rows of 30"):
+        fitted.decision_function(raw.test[:, :29])
+    bad = raw.test.copy()
+    bad[7, 3] = np.nan
+    with pytest.raises(InputError, match=r"X\[7, 3\]: NaN \(a missing value\)"):
+        fitted.decision_function(bad)
+    bad[7, 3] = np.inf
+    with pytest.raises(InputError, match=r"X\[7, 3\]: an infinite value"):
+        fitted.predict(bad)
+    with pytest.raises(InputError, match=r"X holds <U1 values; a detector scores numbers only"):
+        fitted.decision_function(np.array([["a"] * 30]))
+    with pytest.raises(UserError, match=r"not fitted: call fit\(X\) first"):
+        Detector().decision_function(raw.test)
+
+
+def test_image_detector_refuses_other_shapes_integers_and_intensities_outside_0_1():
+    rng = np.random.default_rng(0)
+    images = rng.random((40, 1, 4, 4)).astype(np.float32)
+    detector = Detector(model={"hidden_dims": [8], "latent_dim": 2, "likelihood": "bernoulli"},
+                        train={"epochs": 1, "device": "cpu"}, score={"elbo_samples": 1}).fit(images)
+    assert detector.decision_function(images[:, 0]).shape == (40,)  # one channel given as (N, H, W)
+    with pytest.raises(InputError, match=r"X holds images of shape \(1, 4, 5\); the detector was fitted on images "
+                                         r"of shape \(1, 4, 4\)"):
+        detector.decision_function(rng.random((3, 1, 4, 5)))
+    with pytest.raises(InputError, match=r"uint8 images; .*\(divide 8-bit images by 255\)"):
+        detector.decision_function((images * 255).astype(np.uint8))
+    bad = images.copy()
+    bad[2, 0, 1, 3] = 1.5
+    with pytest.raises(InputError, match=r"X\[2, \(0, 1, 3\)\]: intensity 1.5 lies outside \[0, 1\]"):
+        detector.decision_function(bad)
+
+
+def test_params_are_checked_before_training():
+    with pytest.raises(ParamsError, match=r"unknown key 'train.epoch'"):
+        Detector(train={"epoch": 3})
+    with pytest.raises(ParamsError, match=r"score.primary = 'iwae' must be one of score.names"):
+        Detector(score={"primary": "iwae"})
+    with pytest.raises(ParamsError, match=r"'kl_to_prior', which needs model.kind = 'vae'"):
+        Detector(model={"kind": "ae"}, score={"names": ["kl_to_prior"], "primary": "kl_to_prior"})
+    with pytest.raises(ParamsError, match=r"threshold.split = 'test' .* use 'train' or 'val'"):
+        Detector(threshold={"split": "test"}).fit(np.zeros((30, 3)))
+
+
+def test_defaults_are_the_projects_params(params):
+    for name in SECTIONS:
+        validate(DEFAULTS[name], SCHEMA[name], f"{name}.")
+        assert DEFAULTS[name] == params[name], f"detector.DEFAULTS[{name!r}] differs from params.yaml"

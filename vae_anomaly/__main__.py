@@ -1,0 +1,40 @@
+"""The command line: ``python -m vae_anomaly predict --detector data/detector --input new.csv
+--output scores.csv`` scores new data with a saved detector (docs/detector.md)."""
+from __future__ import annotations
+
+import argparse
+
+from .io import run_main
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m vae_anomaly", description=__doc__.split("``")[0].strip())
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    predict = commands.add_parser(
+        "predict", help="score new data with a saved detector",
+        description="Score every row (or image) of --input and write one row per input to --output: every "
+                    "score of the detector, and 'anomaly' (1 where the primary score lies above the threshold).",
+    )
+    predict.add_argument("--detector", required=True, metavar="DIR",
+                         help="a saved detector: data/detector (from `dvc repro`) or a folder of Detector.save")
+    predict.add_argument("--input", required=True, metavar="FILE",
+                         help=".csv or .parquet: a header row, one numeric column per feature; .npz: the array X "
+                              "(rows, or images N x C x H x W in [0, 1])")
+    predict.add_argument("--output", required=True, metavar="FILE", help=".csv, .parquet or .npz")
+    predict.add_argument("--chunk-rows", type=int, default=None, metavar="N",
+                         help="rows read and scored at once, which bounds memory (default 65536)")
+    predict.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                         help="where to score (default: the detector's train.device)")
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    from .predict import CHUNK_ROWS, predict_file  # imports torch: after --help and usage errors
+
+    run_main(lambda: predict_file(args.detector, args.input, args.output,
+                                   args.chunk_rows or CHUNK_ROWS, args.device))
+
+
+if __name__ == "__main__":
+    main()

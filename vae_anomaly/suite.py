@@ -1,0 +1,359 @@
+"""The detection suite: every detector (each VAE score, the baselines) on many tasks, through
+the pipeline's own functions, summarised with bootstrap confidence intervals, seed spreads,
+family means and win counts (docs/suite.md).
+
+Protocol:
+- A task is the params of one pipeline run: params.yaml, then the overrides of its kind
+  (tabular or images), its family and itself. Its splits come from ``make_splits``, as in
+  ``prepare``; a family may cap the rows of each split (seeded) to fit the CPU budget.
+- Each test split is cut once, stratified by label, into a development half and a report
+  half (``split_seed``). Methods and settings are chosen on the development halves only;
+  every reported number comes from the report halves, whose labels never chose anything.
+- Every seed trains the VAE and the seeded baselines again (``train.seed``,
+  ``baselines.seed``); the data stay fixed (``data.seed``), so the spread is the training's.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from .baselines import baseline_scores
+from .data import make_splits
+from .io import UserError, log, read_arrays, write_arrays, write_json
+from .metrics import stratified_bootstrap_weights, weighted_ranking_metrics
+from .params import ParamsError, validate
+
+KINDS = ("tabular", "images")
+# Baselines whose scores do not depend on baselines.seed: fitted once per task, not per seed.
+UNSEEDED_BASELINES = ("ecod", "knn", "compressed_length")
+CI_LEVEL = 0.95
+
+
+@dataclass
+class Task:
+    name: str  # family/task
+    family: str
+    kind: str
+    params: dict[str, Any]  # validated; train.seed and baselines.seed are set per run
+    limits: dict[str, int]  # split -> most rows kept (seeded), for the CPU budget
+
+
+@dataclass
+class Suite:
+    seeds: list[int]
+    split_seed: int
+    bootstrap_resamples: int
+    recommended: dict[str, str]  # kind -> detector
+    tasks: list[Task]
+    quick: list[str] = field(default_factory=list)
+
+
+def set_dotted(params: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = params
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            raise UserError(f"suite override {key!r}: {part!r} is not a params section")
+        node = node[part]
+    if leaf not in node:
+        raise UserError(f"suite override {key!r}: no such param")
+    node[leaf] = value
+
+
+def load_suite(spec: dict[str, Any], base_params: dict[str, Any], data_root: str) -> Suite:
+    """The suite described by ``spec`` (benchmarks/suite.yaml), every task's params built
+    from ``base_params`` and validated before anything runs. ``{data_root}`` in a string
+    override is replaced by ``data_root``."""
+    kinds = spec.get("kinds", {})
+    tasks = []
+    for family, fam in spec["families"].items():
+        kind = fam["kind"]
+        if kind not in KINDS or kind not in kinds:
+            raise UserError(f"suite family {family!r}: kind {kind!r} must be one of {KINDS} and defined under kinds")
+        task_specs = dict(fam.get("tasks") or {})
+        for c in fam.get("held_out_classes", []):  # leave-one-class-out: each class in turn
+            task_specs[str(c)] = {"data.classes": [c]}
+        for task, overrides in task_specs.items():
+            params = copy.deepcopy(base_params)
+            for layer in (kinds[kind].get("set"), fam.get("set"), overrides):
+                for key, value in (layer or {}).items():
+                    if isinstance(value, str) and "{data_root}" in value:
+                        if not data_root:
+                            raise UserError(
+                                f"suite task {family}/{task} reads {key} from the data root: pass "
+                                "--data-root (the folder holding MNIST/, FashionMNIST/ and odds/, e.g. "
+                                "../shared/datasets) or set VAE_ANOMALY_DATA_ROOT"
+                            )
+                        value = value.replace("{data_root}", data_root)
+                    set_dotted(params, key, value)
+            name = f"{family}/{task}"
+            try:
+                validate(params)
+            except ParamsError as err:
+                raise UserError(f"suite task {name}: {err}") from err
+            tasks.append(Task(name, family, kind, params, dict(fam.get("limits") or {})))
+    return Suite(
+        seeds=list(spec["seeds"]), split_seed=int(spec["split_seed"]),
+        bootstrap_resamples=int(spec["bootstrap_resamples"]),
+        recommended={kind: k["recommended"] for kind, k in kinds.items()},
+        tasks=tasks, quick=list(spec.get("quick", [])),
+    )
+
+
+def development_mask(labels: np.ndarray, seed: int) -> np.ndarray:
+    """True for the development half of a test split: half of the normal samples and half of
+    the anomalies (rounded down), chosen with ``seed``; the rest is the report half."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), dtype=bool)
+    for value in (0, 1):
+        members = rng.permutation(np.flatnonzero(labels == value))
+        mask[members[: len(members) // 2]] = True
+    return mask
+
+
+def capped(x: np.ndarray, most: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded subsample of at most ``most`` of ``len(x)`` rows."""
+    if most is None or len(x) <= most:
+        return np.arange(len(x))
+    return np.sort(np.random.default_rng(seed).choice(len(x), size=most, replace=False))
+
+
+@dataclass
+class Prepared:
+    features: dict[str, np.ndarray]  # train, val, test
+    labels: np.ndarray  # test labels
+    development: np.ndarray  # test rows whose labels may choose methods
+
+
+def prepare(task: Task, split_seed: int) -> Prepared:
+    splits = make_splits(task.params["data"])
+    features = {"train": splits.train, "val": splits.val, "test": splits.test}
+    labels = splits.test_label
+    for split in features:
+        rows = capped(features[split], task.limits.get(split), split_seed)
+        features[split] = features[split][rows]
+        if split == "test":
+            labels = labels[rows]
+    if len(np.unique(labels)) < 2:
+        raise UserError(f"suite task {task.name}: its test split has one class only")
+    return Prepared(features, labels, development_mask(labels, split_seed))
+
+
+def with_seed(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    out = copy.deepcopy(params)
+    out["train"]["seed"] = seed
+    out["baselines"]["seed"] = seed
+    return out
+
+
+def run_seed(
+    task: Task, data: Prepared, seed: int, device: Any, unseeded: dict[str, np.ndarray] | None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Test scores of every detector for one training seed (the VAE's scores under their own
+    names, baselines prefixed ``pyod_`` or kept as named), and the VAE's training summary.
+    ``unseeded`` are the scores of UNSEEDED_BASELINES from an earlier seed, reused."""
+    from .pipeline import score_splits, train_model  # torch: only when a model is trained
+
+    params = with_seed(task.params, seed)
+    seconds = {}
+    start = time.perf_counter()
+    model, _, summary = train_model(data.features["train"], data.features["val"], params, device)
+    seconds["train"] = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = score_splits(model, data.features, params["score"], seed, splits=("test",))["test"]
+    seconds["score"] = time.perf_counter() - start
+    for name in params["baselines"]["names"]:
+        if unseeded is not None and name in UNSEEDED_BASELINES:
+            scores[baseline_name(name)] = unseeded[name]
+            continue
+        start = time.perf_counter()
+        fitted, record = baseline_scores(data.features, {**params, "baselines": {**params["baselines"], "names": [name]}},
+                                         str(device))
+        if record["failed"]:
+            raise UserError(f"suite task {task.name}, seed {seed}: baseline {name} failed: {record['failed'][name]}")
+        scores[baseline_name(name)] = fitted[name]
+        seconds[baseline_name(name)] = time.perf_counter() - start
+    keep = ("epochs_run", "best_epoch", "active_dims", "posterior_collapse")
+    return scores, {**{k: summary[k] for k in keep}, "seconds": {k: round(v, 1) for k, v in seconds.items()}}
+
+
+def baseline_name(name: str) -> str:
+    """Baselines in the suite's tables: PyOD's detectors as pyod_<name>, beside our scores."""
+    return name if name == "compressed_length" else f"pyod_{name}"
+
+
+def code_version() -> str:
+    """A hash of the package's source: cached scores are reused only with the same code."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def task_scores(task: Task, suite: Suite, device: Any, cache: Path | None) -> tuple[Prepared, list[dict[str, np.ndarray]], list[dict[str, Any]]]:
+    """Every seed's test scores of ``task``, and its training summaries: each seed's from
+    ``cache`` when it holds them for the same params, limits, seed and code, else computed
+    (and cached)."""
+    data = prepare(task, suite.split_seed)
+    runs, summaries, unseeded = [], [], None
+    for seed in suite.seeds:
+        key = hashlib.sha256(json.dumps(
+            [task.params, task.limits, seed, suite.split_seed, code_version()], sort_keys=True
+        ).encode()).hexdigest()[:16]
+        path = cache / f"{task.name.replace('/', '__')}-{seed}-{key}.npz" if cache else None
+        if path is not None and path.is_file():
+            scores, summary = read_arrays(path), json.loads(path.with_suffix(".json").read_text())
+        else:
+            scores, summary = run_seed(task, data, seed, device, unseeded)
+            log.info("suite %s seed %d: %s s", task.name, seed, summary["seconds"])
+            if path is not None:
+                write_arrays(path, **scores)
+                write_json(path.with_suffix(".json"), summary)
+        unseeded = {n: scores[baseline_name(n)] for n in UNSEEDED_BASELINES if baseline_name(n) in scores}
+        runs.append(scores)
+        summaries.append(summary)
+    return data, runs, summaries
+
+
+def interval(values: np.ndarray) -> list[float]:
+    """The central CI_LEVEL percentile interval of bootstrap replicates."""
+    tail = 100 * (1 - CI_LEVEL) / 2
+    return [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
+
+
+def task_metrics(
+    data: Prepared, runs: list[dict[str, np.ndarray]], resamples: int, seed: int, half: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Per detector, on the ``half`` of the test split ("report" or "development"): ROC-AUC and
+    PR-AUC (mean over seeds), each seed's, and a bootstrap CI over the half's rows (resampled
+    within each class; the same resamples for every detector and seed). With "report", also
+    the development half's seed means, the numbers the choices were made on. Also returns
+    the bootstrap replicates of each detector's seed-mean metrics, for family means."""
+    rows = data.development if half == "development" else ~data.development
+    labels = data.labels[rows]
+    weights = np.vstack([np.ones(len(labels)), stratified_bootstrap_weights(labels, resamples, seed)])
+    out, replicates = {}, {}
+    for name in runs[0]:
+        roc, ap = (np.array(m) for m in zip(*(weighted_ranking_metrics(labels, r[name][rows], weights)
+                                               for r in runs)))  # each (seeds, 1 + resamples)
+        out[name] = {half: {
+            "roc_auc": float(roc[:, 0].mean()), "roc_auc_ci": interval(roc[:, 1:].mean(axis=0)),
+            "roc_auc_seeds": [float(v) for v in roc[:, 0]],
+            "pr_auc": float(ap[:, 0].mean()), "pr_auc_ci": interval(ap[:, 1:].mean(axis=0)),
+            "pr_auc_seeds": [float(v) for v in ap[:, 0]],
+        }}
+        if half == "report":
+            dev = data.development
+            chosen_on = np.array([weighted_ranking_metrics(data.labels[dev], r[name][dev], np.ones((1, dev.sum())))
+                                  for r in runs])[:, :, 0]  # (seeds, 2)
+            out[name]["development"] = {"roc_auc": float(chosen_on[:, 0].mean()), "pr_auc": float(chosen_on[:, 1].mean())}
+        replicates[name] = np.stack([roc.mean(axis=0), ap.mean(axis=0)])  # (2, 1 + resamples)
+    return out, replicates
+
+
+def family_summary(
+    results: dict[str, dict[str, Any]], replicates: dict[str, dict[str, np.ndarray]], tasks: list[str], half: str
+) -> dict[str, Any]:
+    """Mean ROC-AUC and PR-AUC on ``half`` over ``tasks`` per detector, with a bootstrap CI
+    (tasks' resamples are independent, so the mean of their replicates), the spread over
+    seeds (std of the per-seed family means), and the tasks each detector wins (highest
+    ROC-AUC; ties count for each)."""
+    detectors = [d for d in results[tasks[0]] if all(d in results[t] for t in tasks)]
+    summary: dict[str, Any] = {}
+    for d in detectors:
+        stacked = np.mean([replicates[t][d] for t in tasks], axis=0)  # (2, 1 + resamples)
+        seeds = {m: np.mean([results[t][d][half][f"{m}_seeds"] for t in tasks], axis=0) for m in ("roc_auc", "pr_auc")}
+        summary[d] = {
+            "roc_auc": float(stacked[0, 0]), "roc_auc_ci": interval(stacked[0, 1:]),
+            "roc_auc_seed_std": float(np.std(seeds["roc_auc"])),
+            "pr_auc": float(stacked[1, 0]), "pr_auc_ci": interval(stacked[1, 1:]),
+            "pr_auc_seed_std": float(np.std(seeds["pr_auc"])),
+            "wins": 0,
+        }
+        if half == "report":
+            summary[d]["development_roc_auc"] = float(np.mean([results[t][d]["development"]["roc_auc"] for t in tasks]))
+    for t in tasks:
+        best = max(results[t][d][half]["roc_auc"] for d in detectors)
+        for d in detectors:
+            if results[t][d][half]["roc_auc"] == best:
+                summary[d]["wins"] += 1
+    return summary
+
+
+def measure_task(task: Task, suite: Suite, device: Any, cache: Path | None, half: str) -> tuple[Any, ...]:
+    """One task, start to end: its scores (cached or computed) and its metrics on ``half``.
+    Runs on one CPU thread: a batch of a small network gains little from a second thread,
+    and on a busy machine two threads per process ran a training step 9 times slower than one
+    (measured); one thread everywhere also makes the numbers independent of ``--jobs``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        start = time.perf_counter()
+        data, runs, summaries = task_scores(task, suite, device, cache)
+        metrics, replicates = task_metrics(data, runs, suite.bootstrap_resamples, suite.split_seed, half)
+        return metrics, replicates, summaries, round(time.perf_counter() - start, 1)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _worker_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s: %(message)s")
+
+
+def run_suite(
+    suite: Suite, device: Any, cache: Path | None, only: list[str] | None = None, half: str = "report",
+    jobs: int = 1,
+) -> dict[str, Any]:
+    """Run ``suite`` (its tasks named in ``only``, or all), ``jobs`` tasks at a time in worker
+    processes, and summarise it on ``half`` of each test split: "report", or "development" to
+    make choices without touching the report half."""
+    tasks = [t for t in suite.tasks if only is None or t.name in only]
+    if only is not None and len(tasks) != len(set(only)):
+        unknown = sorted(set(only) - {t.name for t in suite.tasks})
+        raise UserError(f"no suite task named {unknown[0]!r}; tasks are family/task, e.g. {suite.tasks[0].name}")
+    done: dict[str, tuple[Any, ...]] = {}
+    quiet = bool(os.environ.get("CI"))
+    with tqdm(total=len(tasks), desc="suite", unit="task", disable=True if quiet else None) as bar:
+        if jobs == 1:
+            for task in tasks:
+                log.info("suite task %d/%d: %s", len(done) + 1, len(tasks), task.name)
+                done[task.name] = measure_task(task, suite, device, cache, half)
+                bar.update()
+        else:
+            # spawn, not fork: a forked child inherits torch's thread pools half-initialised
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_logging) as pool:
+                futures = {pool.submit(measure_task, task, suite, device, cache, half): task.name for task in tasks}
+                for future in as_completed(futures):
+                    done[futures[future]] = future.result()
+                    log.info("suite task done (%d/%d): %s", len(done), len(tasks), futures[future])
+                    bar.update()
+    results = {t.name: done[t.name][0] for t in tasks}
+    replicates = {t.name: done[t.name][1] for t in tasks}
+    families: dict[str, Any] = {}
+    for family in dict.fromkeys(t.family for t in tasks):
+        names = [t.name for t in tasks if t.family == family]
+        kind = next(t.kind for t in tasks if t.family == family)
+        families[family] = {"kind": kind, "tasks": names, "detectors": family_summary(results, replicates, names, half)}
+    return {
+        "protocol": {
+            "half": half, "seeds": suite.seeds, "split_seed": suite.split_seed, "bootstrap_resamples": suite.bootstrap_resamples,
+            "ci_level": CI_LEVEL, "recommended": suite.recommended,
+        },
+        "families": families, "tasks": results,
+        "training": {t.name: done[t.name][2] for t in tasks}, "seconds": {t.name: done[t.name][3] for t in tasks},
+    }
