@@ -19,9 +19,11 @@ from vae_anomaly.training import fit
 
 
 def command_modules() -> list[str]:
-    """Every module run as `python -m PACKAGE.NAME`: the stages, scripts and benchmarks."""
+    """Every module run as `python -m PACKAGE.NAME`: the stages, scripts and benchmarks that
+    have a ``__main__`` block (not their helpers, e.g. scripts/sweep_task.py)."""
     return sorted(f"{pkg}.{path.stem}" for pkg in ("stages", "scripts", "benchmarks")
-                  for path in (ROOT / pkg).glob("*.py") if path.stem != "__init__")
+                  for path in (ROOT / pkg).glob("*.py")
+                  if path.stem != "__init__" and 'if __name__ == "__main__":' in path.read_text())
 
 
 @pytest.mark.parametrize("module", command_modules())
