@@ -8,7 +8,6 @@ into place only when every row is scored, so a failed run leaves no partial outp
 """
 from __future__ import annotations
 
-import os
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from tqdm import tqdm
 
 from .datasets import frame_values
 from .detector import Detector, InputError
-from .io import UserError, atomic_path, log
+from .io import UserError, atomic_path, log, show_progress
 from .thresholds import flag
 
 INPUT_FORMATS = (".csv", ".parquet", ".npz")
@@ -256,10 +255,9 @@ def predict_file(detector_dir: str | Path, input_path: str | Path, output_path: 
              detector_dir, ", ".join(detector.score_names), FLAG_COLUMN, detector.primary, detector.threshold_)
     counted = {"rows": 0, "flagged": 0}
     by_bytes = source.n_rows is None
-    quiet = bool(os.environ.get("CI"))  # progress on a terminal only, never in CI logs
     with atomic_path(output_path) as tmp, tqdm(
         total=input_path.stat().st_size if by_bytes else source.n_rows, unit="B" if by_bytes else "row",
-        unit_scale=True, desc="predict", disable=True if quiet else None,
+        unit_scale=True, desc="predict", disable=not show_progress(),
     ) as bar:
         writer = OutputWriter(output_path, tmp, columns)
         current = {"start": 0}  # first row of the chunk the detector checks now

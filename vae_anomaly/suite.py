@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import multiprocessing
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from tqdm import tqdm
 
 from .baselines import baseline_scores
 from .data import make_splits
-from .io import UserError, log, read_arrays, write_arrays, write_json
+from .io import UserError, log, read_arrays, show_progress, write_arrays, write_json
 from .metrics import stratified_bootstrap_weights, weighted_ranking_metrics
 from .params import ParamsError, validate
 
@@ -326,8 +325,7 @@ def run_suite(
         unknown = sorted(set(only) - {t.name for t in suite.tasks})
         raise UserError(f"no suite task named {unknown[0]!r}; tasks are family/task, e.g. {suite.tasks[0].name}")
     done: dict[str, tuple[Any, ...]] = {}
-    quiet = bool(os.environ.get("CI"))
-    with tqdm(total=len(tasks), desc="suite", unit="task", disable=True if quiet else None) as bar:
+    with tqdm(total=len(tasks), desc="suite", unit="task", disable=not show_progress()) as bar:
         if jobs == 1:
             for task in tasks:
                 log.info("suite task %d/%d: %s", len(done) + 1, len(tasks), task.name)
