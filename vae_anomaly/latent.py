@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from scipy import linalg
 from scipy.special import logsumexp
 
@@ -28,19 +27,21 @@ ACTIVE_KL_NATS = 0.01
 PRUNED_LOG_ALPHA = 3.0
 
 
-@torch.no_grad()
 def posterior_statistics(model: VAE, x: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
     """Posterior means and log-variances of every row of ``x``, the KL per dimension (not for
     the plain autoencoder, which has none), and the Sparse VAE's log alpha per row and dimension."""
+    import torch  # here, not at the top: evaluate reads the rest of this module without torch
+
     model.eval()
     device = next(model.parameters()).device
     xt = torch.as_tensor(x)
     parts: dict[str, list[np.ndarray]] = {"mu": [], "logvar": [], "kl_per_dim": []}
-    for start in range(0, len(xt), batch_size):
-        mu, logvar = model.encode(xt[start : start + batch_size].to(device))
-        parts["mu"].append(mu.cpu().numpy())
-        parts["logvar"].append(logvar.cpu().numpy())
-        parts["kl_per_dim"].append(model.kl_per_dim(mu, logvar).cpu().numpy())
+    with torch.no_grad():
+        for start in range(0, len(xt), batch_size):
+            mu, logvar = model.encode(xt[start : start + batch_size].to(device))
+            parts["mu"].append(mu.cpu().numpy())
+            parts["logvar"].append(logvar.cpu().numpy())
+            parts["kl_per_dim"].append(model.kl_per_dim(mu, logvar).cpu().numpy())
     out = {name: np.concatenate(p).astype(np.float64) for name, p in parts.items()}
     if model.config.kind == "ae":
         del out["kl_per_dim"], out["logvar"]  # deterministic latent: no variance, no KL
