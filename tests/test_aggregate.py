@@ -1,6 +1,5 @@
-"""scripts/aggregate.py on small fabricated rows of `dvc exp show` (as dvc.api.exp_show gives
-them: one flat row per workspace, commit and experiment)."""
-import csv
+"""scripts/aggregate.py on small fabricated `dvc.api.exp_show()` rows (DVC 3.x)."""
+import json
 
 import pytest
 
@@ -8,86 +7,98 @@ from scripts.aggregate import aggregate, collect_runs, main
 from vae_anomaly.io import UserError
 
 
-def row(name, kind, beta, latent, seed, roc_auc=None, mse=None, w2=None, alpha_dims=None,
-        typ="branch_commit", state="Success"):
-    """One row: params and dependency hashes; metrics where evaluate has run (``roc_auc``)."""
-    out = {"Experiment": name, "rev": (name or "main")[:7], "typ": typ, "Created": None, "parent": None,
-           "State": state, "Executor": None,
-           "model.kind": kind, "model.beta": beta, "model.latent_dim": latent,
-           "model.hidden_dims": [8], "train.seed": seed, "train.kl_schedule": "constant",
-           "baselines.names": ["knn"],  # a params section that reports/metrics.json has too
-           "stages/train.py": "0f3a", "roc_auc": None, "n_flagged": None}
-    if roc_auc is not None:
-        out.update({"roc_auc": roc_auc, "pr_auc": roc_auc / 2, "n_flagged": 10,
-                    "baselines.knn.roc_auc": 0.5 + seed,  # differs by seed: a metric, not a param
-                    "latent.latent_dim": latent, "latent.w2_normal_anomaly": w2,
-                    "latent.active_dims": latent, "latent.active_dims_alpha": alpha_dims,
-                    "reconstruction.mse_normal": mse, "reconstruction.n_normal": 10,
-                    "reports/train_metrics.json:epochs_run": 3})
-    return out
+def row(name, kind, beta, latent, seed, roc_auc=None, mse=None, w2=None, state="Success",
+        schedule="constant", source="mnist"):
+    """One row as dvc.api.exp_show() gives it: flat columns, numbers as floats, lists and
+    missing values as text, "file:key" where two files share a key."""
+    r = {"Experiment": name, "rev": name[:7], "typ": "branch_commit", "State": state,
+         "model.kind": kind, "model.beta": float(beta), "model.latent_dim": float(latent),
+         "model.hidden_dims": "[8]", "train.seed": float(seed), "train.kl_schedule": schedule,
+         "data.source": source, "data.classes": "[0, 9]", "data/model.pt": "b5e04c93012b34034e930f119fb533cc",
+         "reports/threshold.json:threshold": 3.0, "reports/metrics.json:threshold": 2.0}
+    if roc_auc is None:  # not run yet, or failed
+        return {**r, "roc_auc": "None", "reconstruction.mse_normal": "None"}
+    return {**r, "roc_auc": roc_auc, "pr_auc": roc_auc / 2, "scores.negative_elbo.roc_auc": roc_auc,
+            "scores.reconstruction_mse.roc_auc": 1 - roc_auc, "per_type.0 - zero.roc_auc": roc_auc,
+            "latent.w2_normal_anomaly": w2, "latent.active_dims": float(latent),
+            "reconstruction.mse_normal": mse, "reconstruction.ssim_normal": "None", "epochs_run": 30.0}
 
 
 @pytest.fixture
 def rows():
-    workspace = row("b1-s0", "vae", 1.0, 2, 0, roc_auc=0.6, mse=0.10, w2=1.0, typ="baseline", state=None)
-    workspace.update(Experiment=None, rev="workspace")
     return [
-        workspace,
-        row(None, "vae", 1.0, 2, 0, typ="baseline", state=None),  # a commit without metrics
-        row("b1-s0", "vae", 1.0, 2, 0, roc_auc=0.6, mse=0.10, w2=1.0),
-        row("b1-s1", "vae", 1.0, 2, 1, roc_auc=0.8, mse=0.30, w2=2.0),
-        row("b10-s0", "vae", 10.0, 2, 0, roc_auc=0.9, mse=1.0, w2=3.0),
-        row("b10-s1", "vae", 10.0, 2, 1, roc_auc=0.9, mse=1.0, w2=3.0),
-        row("sparse-s0", "sparse", 1.0, 2, 0, roc_auc=0.75, mse=0.2, w2=0.5, alpha_dims=1),
-        row("queued", "vae", 100.0, 2, 0, state="Queued"),
-        row("broken", "vae", 100.0, 2, 1, state="Failed"),
+        {**row("b1-s0", "vae", 1, 2, 0, 0.6, 0.10, 1.0), "Experiment": None, "rev": "workspace", "typ": "baseline", "State": None},
+        row("main", "vae", 1, 2, 0, state=None) | {"Experiment": None, "typ": "baseline"},  # committed, no metrics
+        row("study-b1-s0", "vae", 1, 2, 0, 0.6, 0.10, 1.0),
+        row("study-b1-s1", "vae", 1, 2, 1, 0.8, 0.30, 2.0),
+        row("study-b10-s0", "vae", 10, 2, 0, 0.9, 1.0, 3.0),
+        row("study-b10-s1", "vae", 10, 2, 1, 0.9, 1.0, 3.0),
+        row("study-sparse-s0", "sparse", 1, 2, 0, 0.75, 0.2, 0.5),
+        row("study-ae-s0", "ae", 1, 2, 0, 0.5, 0.05, 0.4),
+        row("study-queued", "vae", 100, 2, 0, state="Queued"),
+        # a running experiment shows the committed metrics of its workspace, not its own
+        row("study-running", "vae", 100, 2, 1, 0.783, 0.04, 1.0, state="Running"),
+        row("study-broken", "vae", 100, 2, 2, state="Failed"),
+        row("other-b1-s0", "vae", 1, 2, 0, 0.99, 0.5, 9.0, source="fashion_mnist"),
     ]
 
 
-def test_collect_runs_keeps_finished_runs_once(rows):
-    runs, skipped = collect_runs(rows)
-    assert sorted(r.name for r in runs) == ["b1-s0", "b1-s1", "b10-s0", "b10-s1", "sparse-s0"]
-    assert skipped == {"no metrics": 1, "queued": 1, "failed": 1}
-    first = next(r for r in runs if r.name == "b1-s0")
-    assert first.params["model.beta"] == 1.0 and first.params["baselines.names"] == ["knn"]
-    assert "baselines.knn.roc_auc" not in first.params and "stages/train.py" not in first.params
-    assert first.metrics["latent.w2_normal_anomaly"] == 1.0
+def test_collect_runs_keeps_one_study_and_finished_runs_once(rows):
+    runs, skipped = collect_runs(rows, prefix="study-")
+    assert sorted(r.name for r in runs) == ["study-ae-s0", "study-b1-s0", "study-b1-s1", "study-b10-s0",
+                                            "study-b10-s1", "study-sparse-s0"]
+    assert skipped == {"another name": 3, "queued": 1, "running": 1, "failed": 1}
+    run = next(r for r in runs if r.name == "study-b1-s0")
+    assert run.params["model.beta"] == 1.0 and run.metrics["latent.w2_normal_anomaly"] == 1.0
+    assert run.metrics["per_type.0 - zero.roc_auc"] == 0.6
+    assert run.params["data.source"] == "mnist" and run.params["threshold.k"] is None  # not in the row
 
 
-def test_aggregate_writes_table_and_figures(rows, tmp_path):
-    table = aggregate(rows, tmp_path, "roc_auc")
-    lines = [" ".join(line.split()) for line in table.splitlines()]  # tabulate pads the cells
-    assert lines[0] == ("| kind | beta | latent | seeds | roc_auc | PR-AUC | MSE normal | latent W2 "
-                        "| active dims | active dims (alpha) |")  # no SSIM: no run has it
-    assert lines[2] == "| sparse | 1 | 2 | 1 | 0.75 | 0.375 | 0.2 | 0.5 | 2 | 1 |"
-    assert lines[3] == "| vae | 1 | 2 | 2 | 0.7 ± 0.14 | 0.35 ± 0.071 | 0.2 ± 0.14 | 1.5 ± 0.71 | 2 ± 0 | – |"
-    assert lines[4] == "| vae | 10 | 2 | 2 | 0.9 ± 0 | 0.45 ± 0 | 1 ± 0 | 3 ± 0 | 2 ± 0 | – |"
-    assert (tmp_path / "table.md").read_text() == table
+def test_collect_runs_by_params_and_without_a_filter(rows):
+    runs, skipped = collect_runs(rows, where={"data.source": "fashion_mnist"})
+    assert [r.name for r in runs] == ["other-b1-s0"]
+    runs, _ = collect_runs(rows, where={"model.beta": "10", "data.classes": "[0,9]"})
+    assert sorted(r.name for r in runs) == ["study-b10-s0", "study-b10-s1"]
+    runs, _ = collect_runs(rows)  # the workspace equals study-b1-s0: counted once, by that name
+    assert sum(r.name == "study-b1-s0" for r in runs) == 1 and "workspace" not in {r.name for r in runs}
+
+
+def test_aggregate_writes_table_notes_and_figures(rows, tmp_path):
+    text = aggregate(rows, tmp_path, "roc_auc", prefix="study-")
+    lines = [" ".join(line.split()) for line in text.splitlines()]  # tabulate pads the cells
+    assert lines[0] == ("| variant | beta | latent | seeds | roc_auc | ROC-AUC, recon. error | roc_auc, 0 - zero "
+                        "| PR-AUC | MSE normal | latent W2 | active dims | epochs |")  # no SSIM: no run has it
+    assert lines[2] == "| AE (β → 0) | – | 2 | 1 | 0.5 | 0.5 | 0.5 | 0.25 | 0.05 | 0.4 | 2 | 30 |"
+    assert lines[3] == "| Sparse VAE | 1 | 2 | 1 | 0.75 | 0.25 | 0.75 | 0.375 | 0.2 | 0.5 | 2 | 30 |"
+    assert lines[4] == ("| β-VAE | 1 | 2 | 2 | 0.7 ± 0.14 | 0.3 ± 0.14 | 0.7 ± 0.14 | 0.35 ± 0.071 | 0.2 ± 0.14 "
+                        "| 1.5 ± 0.71 | 2 ± 0 | 30 ± 0 |")
+    assert lines[5].startswith("| β-VAE | 10 | 2 | 2 | 0.9 ± 0 |")
+    # b1's seeds: the one with the larger W2 detects better; b10's are equal
+    assert "- within configurations (each run's deviation from its configuration's mean over seeds, pooled): " \
+           "ρ = 1.00 (p = 0, 4 runs)" in text
+    assert "- across configurations (every run; W2 is in each model's own latent units): ρ = 0.94 (p = 0.0051, 6 runs)" in text
+    assert ("- latent size 2: best roc_auc at β = 10 (0.900); best reconstruction at β = 1 (MSE 0.2)") in text
+    assert (tmp_path / "table.md").read_text() == text
     for png in ("tradeoff.png", "seed_variability.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_main_reads_a_saved_csv(rows, tmp_path, capsys):
-    path = tmp_path / "exps.csv"
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as fh:  # as `dvc exp show --csv` writes it
-        writer = csv.DictWriter(fh, columns)
-        writer.writeheader()
-        writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
-    main(["--input", str(path), "--out", str(tmp_path / "study"),
-          "--detection", "latent.w2_normal_anomaly"])
-    out = capsys.readouterr().out.splitlines()
-    assert out[0].split("|")[5].strip() == "latent.w2_normal_anomaly"
-    assert [" ".join(line.split()) for line in out[2:5]] == [
-        "| sparse | 1 | 2 | 1 | 0.5 | 0.375 | 0.2 | 0.5 | 2 | 1 |",
-        "| vae | 1 | 2 | 2 | 1.5 ± 0.71 | 0.35 ± 0.071 | 0.2 ± 0.14 | 1.5 ± 0.71 | 2 ± 0 | – |",
-        "| vae | 10 | 2 | 2 | 3 ± 0 | 0.45 ± 0 | 1 ± 0 | 3 ± 0 | 2 ± 0 | – |",
-    ]
+def test_save_and_read_back_give_the_same_table(rows, tmp_path, capsys):
+    saved = tmp_path / "runs.json"
+    text = aggregate(rows, tmp_path / "a", "scores.reconstruction_mse.roc_auc", prefix="study-", save=saved)
+    assert len(json.loads(saved.read_text())) == 6
+    main(["--input", str(saved), "--out", str(tmp_path / "b"), "--detection", "scores.reconstruction_mse.roc_auc"])
+    assert capsys.readouterr().out == text
+    assert "best scores.reconstruction_mse.roc_auc at β = 1 (0.300)" in text
 
 
-def test_no_experiments_says_so(rows, tmp_path):
-    with pytest.raises(UserError, match="no experiment with reports/metrics.json found.*dvc exp run --queue"):
-        aggregate([rows[1]], tmp_path, "roc_auc")
+def test_nothing_to_aggregate_says_why(rows, tmp_path):
+    with pytest.raises(UserError, match="no finished experiment .* matches --prefix nope-.*dvc exp run --queue"):
+        aggregate(rows, tmp_path, "roc_auc", prefix="nope-")
+    with pytest.raises(UserError, match="--detection 'f1': no run has it"):
+        aggregate(rows, tmp_path, "f1", prefix="study-")
     with pytest.raises(UserError, match="not found"):
-        main(["--input", str(tmp_path / "missing.csv")])
+        main(["--input", str(tmp_path / "missing.json")])
+    with pytest.raises(UserError, match="--where 'model.bta=1': expected KEY=VALUE with a params key"):
+        main(["--where", "model.bta=1"])
     assert not (tmp_path / "table.md").exists()

@@ -157,6 +157,35 @@ def test_validation_split_is_seeded(params, tiny_root):
     assert not np.array_equal(classes_of(a.val), classes_of(c.val))
 
 
+def test_row_caps_take_a_seeded_subsample_of_train_and_test(params, tiny_root):
+    data = image_params(params, "mnist", tiny_root, classes=(1, 8))
+    whole = make_splits(data)
+    capped = make_splits({**data, "max_train": 50, "max_test": 12})
+    assert len(capped.train) == 50 and len(capped.test) == 12
+    np.testing.assert_array_equal(capped.val, whole.val)  # validation is left whole
+    train_rows = {row.tobytes() for row in whole.train}
+    assert all(row.tobytes() in train_rows for row in capped.train)
+    # each test image keeps its own label and kind
+    np.testing.assert_array_equal(capped.test_label, np.isin(classes_of(capped.test), [1, 8]))
+    assert set(capped.test_kind[classes_of(capped.test) == 8]) <= {"8 - eight"}
+    again = make_splits({**data, "max_train": 50, "max_test": 12})
+    np.testing.assert_array_equal(capped.train, again.train)
+    other = make_splits({**data, "max_train": 50, "max_test": 12, "seed": 1})
+    assert not np.array_equal(capped.test_label, other.test_label) or not np.array_equal(capped.train, other.train)
+    roomy = make_splits({**data, "max_train": 10_000, "max_test": 10_000})  # above the rows: no change
+    np.testing.assert_array_equal(roomy.train, whole.train)
+    np.testing.assert_array_equal(roomy.test, whole.test)
+
+
+def test_row_cap_keeps_contaminated_training_labels(params):
+    params["data"].update(source="blobs2d", val_fraction=0.1, max_train=100)
+    splits = make_splits(validate(params)["data"])
+    whole = make_splits({**params["data"], "max_train": 0})
+    assert splits.train.shape == (100, 2) and splits.train_label.shape == (100,)
+    lookup = {row.tobytes(): label for row, label in zip(whole.train, whole.train_label)}
+    assert [lookup[row.tobytes()] for row in splits.train] == splits.train_label.tolist()
+
+
 # --- digits and blobs2d ----------------------------------------------------------------------
 
 def test_digits_held_out(params):
@@ -222,6 +251,10 @@ def test_class_counts_match_the_libraries():
         ({"source": "digits", "protocol": "one_class", "classes": [1, 2]}, "exactly one"),
         ({"source": "fashion_mnist", "classes": []}, "needs 1 to 9 anomalous classes"),
         ({"source": "fashion_mnist", "classes": list(range(10))}, "needs 1 to 9 anomalous classes"),
+        ({"max_train": -1}, "data.max_train = -1 is not allowed; expected an integer >= 0"),
+        ({"max_train": 5}, "data.max_train = 5 leaves too few rows; expected 0 (no cap) or an integer >= 10"),
+        ({"max_test": 1}, "data.max_test = 1 leaves too few rows; expected 0 (no cap) or an integer >= 2"),
+        ({"max_test": 2.5}, "data.max_test = 2.5 is not allowed; expected an integer >= 0"),
     ],
 )
 def test_bad_data_params_name_key_and_allowed(params, update, message):

@@ -8,6 +8,7 @@ from vae_anomaly.latent import (
     fitted_w2,
     gaussian_w2,
     posterior_statistics,
+    sparse_log_alpha,
 )
 from vae_anomaly.metrics import latent_metrics, reconstruction_metrics
 from vae_anomaly.models import VAEConfig, build_model
@@ -55,7 +56,15 @@ def test_active_dims():
     kl = np.array([[0.5, 0.0, 0.02], [0.7, 0.001, 0.0]])  # means 0.6, 0.0005, 0.01
     assert active_dims_by_kl(kl) == 1
     assert active_dims_by_kl(kl, threshold=0.005) == 2
-    assert active_dims_by_alpha(np.array([-3.0, -0.1, 0.2, 5.0])) == 2
+    assert active_dims_by_alpha(np.array([-3.0, 0.2, 3.0, 3.1, 8.0])) == 3  # pruned: log alpha > 3
+
+
+def test_sparse_log_alpha_is_noise_over_mean_signal_power():
+    # sigma^2 = 1 in both dimensions; mu^2 = (4, 0) and (1/4, 4): alpha_ij = sigma^2 / mu_ij^2
+    log_alpha = -np.log(np.array([[4.0, 0.25], [1e-8, 4.0]]))
+    expected = np.log(1.0 / np.array([(4.0 + 1e-8) / 2, (0.25 + 4.0) / 2]))
+    np.testing.assert_allclose(sparse_log_alpha(log_alpha), expected)
+    assert sparse_log_alpha(np.full((3, 1), 50.0)) == pytest.approx([50.0])  # no overflow
 
 
 @pytest.mark.parametrize("kind", ["vae", "ae", "sparse"])
@@ -68,6 +77,8 @@ def test_posterior_statistics_per_model_kind(kind):
     np.testing.assert_allclose(stats["mu"], model.encode(torch.as_tensor(x))[0].detach().numpy(), rtol=1e-6)
     assert ("kl_per_dim" in stats) == (kind != "ae")
     assert ("log_alpha" in stats) == (kind == "sparse")
+    if kind == "sparse":
+        np.testing.assert_allclose(stats["log_alpha"], stats["logvar"] - np.log(stats["mu"] ** 2 + 1e-8))
     if kind == "vae":
         mu, logvar = stats["mu"], stats["logvar"]
         np.testing.assert_allclose(stats["kl_per_dim"], 0.5 * (mu**2 + np.exp(logvar) - 1 - logvar), rtol=1e-5)
@@ -80,8 +91,13 @@ def test_latent_and_reconstruction_metrics_use_normal_samples():
     kl = np.array([[1.0, 0.0]] * 4 + [[9.0, 9.0]] * 4)  # normal samples use one dimension
     m = latent_metrics({"mu": mu, "kl_per_dim": kl}, labels)
     assert m == {"latent_dim": 2, "w2_normal_anomaly": pytest.approx(5.0),
-                 "active_dims": 1, "active_dims_alpha": None}
+                 "active_dims": 1, "active_dims_rule": "KL > 0.01 nats"}
     assert latent_metrics({"mu": mu}, labels)["active_dims"] is None  # plain autoencoder
+    # Sparse VAE: by log alpha on normal samples only, whatever its KL says
+    log_alpha = np.array([[-2.0, 9.0]] * 4 + [[9.0, -2.0]] * 4)
+    m = latent_metrics({"mu": mu, "kl_per_dim": kl, "log_alpha": log_alpha}, labels)
+    assert (m["active_dims"], m["active_dims_rule"]) == (1, "log alpha <= 3")
+    assert m["log_alpha"] == pytest.approx([-2.0, 9.0])
     r = reconstruction_metrics({"mse": np.array([1.0, 2.0, 3.0, 6.0, 50.0, 60.0, 70.0, 80.0])}, labels)
     assert r == {"mse_normal": 3.0, "ssim_normal": None, "n_normal": 4}
 

@@ -5,7 +5,10 @@ import pytest
 import torch
 from scipy import integrate, stats
 
+from vae_anomaly.data import Splits, make_synthetic
+from vae_anomaly.latent import PRUNED_LOG_ALPHA, active_dims_by_alpha, posterior_statistics, sparse_log_alpha
 from vae_anomaly.models import SparseVAE, VAEConfig, build_model, load_model, log_uniform_kl, save_model
+from vae_anomaly.training import fit
 
 
 def molchanov_kl_reference(log_alpha: float) -> float:
@@ -55,26 +58,57 @@ def sparse_model(latent_dim=3):
     return build_model(VAEConfig([6], [16], latent_dim, kind="sparse"))
 
 
-def test_sparse_posterior_variance_is_tied_to_the_mean():
+def test_sparse_posterior_has_one_noise_variance_per_dimension():
     model = sparse_model()
     with torch.no_grad():
-        model.log_alpha.copy_(torch.tensor([-1.0, 0.5, 2.0]))
+        model.log_noise_var.copy_(torch.tensor([-1.0, 0.5, 2.0]))
     mu, logvar = model.encode(torch.randn(5, 6))
-    torch.testing.assert_close(logvar, model.log_alpha + 2 * torch.log(mu.abs() + 1e-8))
+    torch.testing.assert_close(logvar, model.log_noise_var.expand(5, 3))
     kl = model.kl_per_dim(mu, logvar)
     assert kl.shape == (5, 3)
-    torch.testing.assert_close(kl, log_uniform_kl(model.log_alpha).expand(5, 3))
+    # alpha_ij = sigma_j^2 / mu_ij^2 (Molchanov et al. 2017, sec. 4.1)
+    torch.testing.assert_close(kl, log_uniform_kl(logvar - torch.log(mu.pow(2) + 1e-8)))
     assert not hasattr(model, "to_logvar")
 
 
-def test_sparse_vae_trains_its_log_alpha_and_round_trips(tmp_path):
+def test_sparse_kl_pays_for_signal_and_vanishes_without_it():
+    model = sparse_model(latent_dim=1)
+    logvar = torch.zeros(3, 1)
+    kl = model.kl_per_dim(torch.tensor([[0.0], [1.0], [10.0]]), logvar).squeeze(1)
+    assert kl[0] < 1e-6  # mu = 0: all noise, no information, no cost
+    assert kl[0] < kl[1] < kl[2]
+
+
+def test_sparse_vae_trains_its_noise_variance_and_round_trips(tmp_path):
     model = sparse_model()
     x = torch.randn(32, 6)
     recon, kl = model.loss_terms(x)
     (recon + kl).mean().backward()
-    assert model.log_alpha.grad is not None and (model.log_alpha.grad != 0).all()
+    assert model.log_noise_var.grad is not None and (model.log_noise_var.grad != 0).all()
     save_model(model, tmp_path / "model.pt")
     loaded = load_model(tmp_path / "model.pt")
     assert isinstance(loaded, SparseVAE)
-    torch.testing.assert_close(loaded.log_alpha, model.log_alpha)
+    torch.testing.assert_close(loaded.log_noise_var, model.log_noise_var)
     torch.testing.assert_close(loaded.encode(x)[1], model.eval().encode(x)[1])
+
+
+def factor_data(n_factors: int, seed: int) -> Splits:
+    """Synthetic data with ``n_factors`` true latent factors and no anomalies."""
+    no_anomaly = {"share": 0.0, "n_features": 1}
+    cfg = {"n_features": 15, "latent_dim": n_factors, "noise_std": 0.3, "n_train": 1000, "n_val": 200,
+           "n_test": 2, "mean_shift": {**no_anomaly, "magnitude": 1.0}, "correlation_break": no_anomaly,
+           "variance_explosion": {**no_anomaly, "scale": 3.0}}
+    return make_synthetic(cfg, seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sparse_vae_keeps_the_true_factors_and_prunes_the_rest(seed):
+    data = factor_data(n_factors=3, seed=seed)
+    torch.manual_seed(seed)
+    model = build_model(VAEConfig([15], [32], 8, kind="sparse"))
+    train = {"seed": seed, "epochs": 30, "batch_size": 64, "lr": 3e-3, "kl_schedule": "constant", "patience": 30}
+    fit(model, data.train, data.val, 1.0, train, torch.device("cpu"))
+    log_alpha = sparse_log_alpha(posterior_statistics(model, data.val, 512)["log_alpha"])
+    assert active_dims_by_alpha(log_alpha) == 3, log_alpha
+    # the pruned dimensions are far past the cut-off, the kept ones far below it
+    assert np.sort(log_alpha)[3] > PRUNED_LOG_ALPHA + 0.5 and np.sort(log_alpha)[2] < 0, log_alpha

@@ -260,7 +260,30 @@ def _more_training_rows(n_normal: int) -> str:
 
 
 def make_splits(data_params: dict[str, Any]) -> Splits:
-    """The dataset named by ``data.source``."""
+    """The dataset named by ``data.source``, with at most ``data.max_train`` training and
+    ``data.max_test`` test rows."""
+    splits = _source_splits(data_params)
+    return cap_rows(splits, data_params["max_train"], data_params["max_test"], data_params["seed"])
+
+
+def cap_rows(splits: Splits, max_train: int, max_test: int, seed: int) -> Splits:
+    """A seeded subsample of at most ``max_train`` training rows and ``max_test`` test rows
+    (0: no cap), in their original order; validation is left whole. Tables keep the scaling of
+    the whole training split, so a cap changes which rows a model sees, not their units."""
+    rng = np.random.default_rng([seed, 1])  # apart from the draws that built the splits
+
+    def keep(n: int, cap: int) -> np.ndarray:
+        return np.sort(rng.choice(n, cap, replace=False)) if 0 < cap < n else np.arange(n)
+
+    train, test = keep(len(splits.train), max_train), keep(len(splits.test), max_test)
+    return replace(
+        splits, train=splits.train[train], test=splits.test[test],
+        test_label=splits.test_label[test], test_kind=splits.test_kind[test],
+        train_label=None if splits.train_label is None else splits.train_label[train],
+    )
+
+
+def _source_splits(data_params: dict[str, Any]) -> Splits:
     source, seed = data_params["source"], data_params["seed"]
     if source == "synthetic":
         return make_synthetic(data_params["synthetic"], seed)

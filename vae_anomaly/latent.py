@@ -10,39 +10,43 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from scipy import linalg
+from scipy.special import logsumexp
 
 if TYPE_CHECKING:  # evaluate imports this module and need not depend on the model code
     from .models import VAE
 
 # A dimension whose KL to the prior, averaged over samples, stays below this many nats
 # carries (almost) no information about x: the usual "active units" cut-off (Burda et al.
-# 2016 use 0.01 on their activity statistic).
+# 2016 use 0.01 on their activity statistic). Not for the Sparse VAE: its prior is improper and
+# its KL is defined only up to a constant (Molchanov et al. 2017 choose the one that makes it 0
+# as alpha -> oo), so a count of KL above 0.01 nats depends on that choice.
 ACTIVE_KL_NATS = 0.01
-# Sparse VAE: a dimension is active while its noise is smaller than its signal, alpha < 1
-# (dropout rate alpha / (1 + alpha) < 1/2). Our choice: a round, scale-free cut.
-ACTIVE_LOG_ALPHA = 0.0
+# Sparse VAE: a dimension with log alpha > 3 is pruned, the rule by which Molchanov et al. (2017)
+# remove weights (a dropout rate alpha / (1 + alpha) above 0.95); the rest are active.
+PRUNED_LOG_ALPHA = 3.0
 
 
-@torch.no_grad()
 def posterior_statistics(model: VAE, x: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
     """Posterior means and log-variances of every row of ``x``, the KL per dimension (not for
-    the plain autoencoder, which has none), and the Sparse VAE's log alpha."""
+    the plain autoencoder, which has none), and the Sparse VAE's log alpha per row and dimension."""
+    import torch  # here, not at the top: evaluate reads the rest of this module without torch
+
     model.eval()
     device = next(model.parameters()).device
     xt = torch.as_tensor(x)
     parts: dict[str, list[np.ndarray]] = {"mu": [], "logvar": [], "kl_per_dim": []}
-    for start in range(0, len(xt), batch_size):
-        mu, logvar = model.encode(xt[start : start + batch_size].to(device))
-        parts["mu"].append(mu.cpu().numpy())
-        parts["logvar"].append(logvar.cpu().numpy())
-        parts["kl_per_dim"].append(model.kl_per_dim(mu, logvar).cpu().numpy())
+    with torch.no_grad():
+        for start in range(0, len(xt), batch_size):
+            mu, logvar = model.encode(xt[start : start + batch_size].to(device))
+            parts["mu"].append(mu.cpu().numpy())
+            parts["logvar"].append(logvar.cpu().numpy())
+            parts["kl_per_dim"].append(model.kl_per_dim(mu, logvar).cpu().numpy())
     out = {name: np.concatenate(p).astype(np.float64) for name, p in parts.items()}
     if model.config.kind == "ae":
         del out["kl_per_dim"], out["logvar"]  # deterministic latent: no variance, no KL
-    if model.config.kind == "sparse":
-        out["log_alpha"] = model.log_alpha.detach().cpu().numpy().astype(np.float64)
+    if model.config.kind == "sparse":  # alpha_ij = sigma_ij^2 / mu_ij^2, as in its KL
+        out["log_alpha"] = out["logvar"] - np.log(out["mu"] ** 2 + 1e-8)
     return out
 
 
@@ -75,6 +79,13 @@ def active_dims_by_kl(kl_per_dim: np.ndarray, threshold: float = ACTIVE_KL_NATS)
     return int((kl_per_dim.mean(axis=0) > threshold).sum())
 
 
-def active_dims_by_alpha(log_alpha: np.ndarray, threshold: float = ACTIVE_LOG_ALPHA) -> int:
-    """Sparse VAE: latent dimensions with log alpha below ``threshold`` (little dropout noise)."""
-    return int((log_alpha < threshold).sum())
+def sparse_log_alpha(log_alpha: np.ndarray) -> np.ndarray:
+    """Sparse VAE: each dimension's log alpha_j = log(sigma_j^2 / mean_i mu_ij^2), its noise over
+    its mean signal power, from the per-sample log alpha_ij (rows) as 1 / mean_i (1 / alpha_ij)."""
+    return -(logsumexp(-log_alpha, axis=0) - np.log(len(log_alpha)))
+
+
+def active_dims_by_alpha(log_alpha: np.ndarray, threshold: float = PRUNED_LOG_ALPHA) -> int:
+    """Sparse VAE: latent dimensions not pruned, log alpha_j <= ``threshold``, from one log
+    alpha per dimension (:func:`sparse_log_alpha`)."""
+    return int((log_alpha <= threshold).sum())

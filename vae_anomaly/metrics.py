@@ -7,7 +7,14 @@ import numpy as np
 from sklearn import metrics
 
 from .data import NORMAL
-from .latent import active_dims_by_alpha, active_dims_by_kl, fitted_w2
+from .latent import (
+    ACTIVE_KL_NATS,
+    PRUNED_LOG_ALPHA,
+    active_dims_by_alpha,
+    active_dims_by_kl,
+    fitted_w2,
+    sparse_log_alpha,
+)
 from .thresholds import flag
 
 
@@ -125,14 +132,26 @@ def reconstruction_metrics(quality: dict[str, np.ndarray], labels: np.ndarray) -
 
 def latent_metrics(latent: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, Any]:
     """The W2 distance between Gaussians fitted to the posterior means of the normal and the
-    anomalous test samples; the active latent dimensions by KL on normal test samples (None
-    for the plain autoencoder) and, for the Sparse VAE, by alpha (else None)."""
+    anomalous test samples, and the active latent dimensions on normal test samples, by one rule
+    per model (``active_dims_rule``): KL to the prior above 0.01 nats for the VAE; log alpha at
+    most 3 for the Sparse VAE, whose log alpha per dimension is also listed; none for the plain
+    autoencoder."""
     normal = np.asarray(labels) == 0
     mu = latent["mu"]
-    kl = latent.get("kl_per_dim")
-    return {
+    out: dict[str, Any] = {
         "latent_dim": int(mu.shape[1]),
         "w2_normal_anomaly": fitted_w2(mu[normal], mu[~normal]),
-        "active_dims": active_dims_by_kl(kl[normal]) if kl is not None and normal.any() else None,
-        "active_dims_alpha": active_dims_by_alpha(latent["log_alpha"]) if "log_alpha" in latent else None,
+        "active_dims": None,
+        "active_dims_rule": None,
     }
+    if not normal.any():
+        return out
+    if "log_alpha" in latent:
+        log_alpha = sparse_log_alpha(latent["log_alpha"][normal])
+        out.update(active_dims=active_dims_by_alpha(log_alpha),
+                   active_dims_rule=f"log alpha <= {PRUNED_LOG_ALPHA:g}",
+                   log_alpha=[round(float(a), 3) for a in log_alpha])
+    elif "kl_per_dim" in latent:
+        out.update(active_dims=active_dims_by_kl(latent["kl_per_dim"][normal]),
+                   active_dims_rule=f"KL > {ACTIVE_KL_NATS:g} nats")
+    return out

@@ -133,6 +133,8 @@ SCHEMA: dict[str, Any] = {
         "source": Choice(DATA_SOURCES),
         "seed": Int(0),
         "val_fraction": Number(0, 0.5, low_open=True),
+        "max_train": Int(0),
+        "max_test": Int(0),
         "protocol": Choice(PROTOCOLS),
         "classes": ListOf(Int(0), min_len=0),
         "root": Text(),
@@ -267,6 +269,7 @@ def _check_relations(p: dict[str, Any]) -> None:
             "data.synthetic.correlation_break.share and data.synthetic.variance_explosion.share "
             f"add up to {shares:g}; they must sum to less than 1 so the test set keeps normal samples"
         )
+    _check_caps(p["data"])
     _check_classes(p["data"])
     check_scores_apply(p["score"], p["model"], p["data"]["source"])
     _check_data_applies(p)
@@ -343,6 +346,16 @@ def _check_data_applies(p: dict[str, Any]) -> None:
             "model.likelihood = 'discretized_logistic' models 8-bit pixel intensities, but "
             f"data.source = {source!r} is tabular; use 'gaussian'"
         )
+
+
+def _check_caps(data: dict[str, Any]) -> None:
+    """A cap on rows is 0 (none) or leaves enough rows to train on and to rank."""
+    for key, least in (("max_train", MIN_TRAIN_ROWS), ("max_test", 2)):
+        if 0 < data[key] < least:
+            raise ParamsError(
+                f"data.{key} = {data[key]} leaves too few rows; expected 0 (no cap) or an "
+                f"integer >= {least}"
+            )
 
 
 def _check_file(data: dict[str, Any]) -> None:
