@@ -276,21 +276,27 @@ def _rho(corr: tuple[float, float] | None, n: int) -> str:
     return f"ρ = {corr[0]:.2f} (p = {corr[1]:.2g}, {n} runs)" if corr else "not defined (too few runs)"
 
 
-def best_betas(configs: list[Config], detection: str) -> list[str]:
+def best_beta_by_latent(configs: list[Config], detection: str) -> dict[float, dict[str, float]]:
     """Per latent size, the beta of the constant-schedule beta-VAE with the best mean detection
-    and the one with the lowest mean reconstruction MSE."""
+    and the one with the lowest mean reconstruction MSE (normal test data), with those means."""
     plain = [c for c in configs if c.runs[0].params.get(KIND, "vae") == "vae"
              and c.runs[0].params.get(SCHEDULE, "constant") == "constant"]
-    lines = []
+    best = {}
     for latent in sorted({c.param(LATENT) for c in plain}):
         here = [c for c in plain if c.param(LATENT) == latent]
         det = [(np.nanmean(c.values(detection)), c.param(BETA)) for c in here if np.isfinite(c.values(detection)).any()]
         rec = [(np.nanmean(c.values(MSE)), c.param(BETA)) for c in here if np.isfinite(c.values(MSE)).any()]
         if det and rec:
             (d, d_beta), (r, r_beta) = max(det), min(rec)
-            lines.append(f"- latent size {latent:g}: best {detection} at β = {d_beta:g} ({d:.3f}); "
-                         f"best reconstruction at β = {r_beta:g} (MSE {r:.4g})")
-    return lines
+            best[latent] = {"detection_beta": d_beta, "detection": d, "reconstruction_beta": r_beta, "mse": r}
+    return best
+
+
+def best_betas(configs: list[Config], detection: str) -> list[str]:
+    """best_beta_by_latent, as the table's notes."""
+    return [f"- latent size {latent:g}: best {detection} at β = {b['detection_beta']:g} ({b['detection']:.3f}); "
+            f"best reconstruction at β = {b['reconstruction_beta']:g} (MSE {b['mse']:.4g})"
+            for latent, b in best_beta_by_latent(configs, detection).items()]
 
 
 def per_type_columns(configs: list[Config]) -> list[tuple[str, str]]:
