@@ -1,8 +1,7 @@
 """baselines: PyOD detectors fitted on the training split, their scores on the test split;
 the record of what was adapted to the data and which detectors failed."""
-from vae_anomaly.baselines import baseline_scores
+from vae_anomaly.baselines import DEEP_BASELINES, baseline_scores
 from vae_anomaly.io import log, read_arrays, run_stage, write_arrays, write_json
-from vae_anomaly.models import resolve_device
 from vae_anomaly.params import load_params
 
 FEATURES = "data/prepared/features.npz"
@@ -13,7 +12,11 @@ RECORD = "reports/baselines.json"
 def main() -> None:
     params = load_params()
     log.info("read params.yaml: baselines=%s model=%s train=%s", params["baselines"], params["model"], params["train"])
-    device = str(resolve_device(params["train"]["device"]))
+    device = "cpu"
+    if set(params["baselines"]["names"]) & set(DEEP_BASELINES):  # torch only for the deep ones
+        from vae_anomaly.models import resolve_device
+
+        device = str(resolve_device(params["train"]["device"]))
     features = read_arrays(FEATURES)
     scores, record = baseline_scores(features, params, device)
     write_arrays(BASELINE_SCORES, **scores)

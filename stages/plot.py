@@ -1,17 +1,19 @@
 """plot: ROC/PR curve tables for `dvc plots`, and PNG figures of scores, images and training."""
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
 from vae_anomaly import plots
 from vae_anomaly.baselines import FIGURE_PREFIX
 from vae_anomaly.io import log, read_arrays, read_csv, read_json, run_stage, write_csv
-from vae_anomaly.models import VAE, load_model
 from vae_anomaly.params import load_params
+
+if TYPE_CHECKING:  # torch and the model are imported only to draw images (load_model)
+    from vae_anomaly.models import VAE
 
 FEATURES = "data/prepared/features.npz"
 LABELS = "data/prepared/labels.npz"
@@ -24,12 +26,22 @@ CURVES_DIR = "reports/curves"
 FIGURES_DIR = "reports/figures"
 
 
-@torch.no_grad()
 def image_figures(
     model: VAE, test_x: np.ndarray, labels: np.ndarray, scores: np.ndarray, n: int, seed: int
 ) -> dict[str, plt.Figure]:
     """Reconstructions of random normal and anomalous test images under their originals,
     samples from the prior, and the most anomalous test images."""
+    import torch
+
+    with torch.no_grad():
+        return _image_figures(model, test_x, labels, scores, n, seed)
+
+
+def _image_figures(
+    model: VAE, test_x: np.ndarray, labels: np.ndarray, scores: np.ndarray, n: int, seed: int
+) -> dict[str, plt.Figure]:
+    import torch
+
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
 
@@ -63,12 +75,13 @@ def make_figures(
     primary: str,
     threshold: float,
     history: dict[str, np.ndarray],
-    model: VAE,
+    model: Callable[[], VAE],
     plot_p: dict[str, Any],
     baseline_scores: dict[str, np.ndarray] | None = None,
 ) -> dict[str, plt.Figure]:
     """Every figure that applies to this data, by file name (without .png); the PyOD
-    baselines' test scores join the VAE's scores in the ROC and PR curves."""
+    baselines' test scores join the VAE's scores in the ROC and PR curves. ``model`` loads
+    the model, called only for images: tabular runs draw without torch."""
     test_label, test = labels["test_label"], scores["test"]
     figures = {
         "loss": plots.loss_curves(history),
@@ -78,7 +91,7 @@ def make_figures(
         baselines = {FIGURE_PREFIX + name: s for name, s in (baseline_scores or {}).items()}
         figures["roc_pr"] = plots.roc_pr_figure(test_label, {**test, **baselines})
     if features["test"].ndim == 4:
-        figures.update(image_figures(model, features["test"], test_label, test[primary],
+        figures.update(image_figures(model(), features["test"], test_label, test[primary],
                                      plot_p["n_images"], plot_p["seed"]))
     elif features["test"].shape[1] == 2:
         for split in ("train", "test"):
@@ -98,7 +111,11 @@ def main() -> None:
     labels = read_arrays(LABELS)
     scores = {split: read_arrays(f"{SCORES_DIR}/{split}.npz") for split in ("train", "test")}
     threshold = read_json(THRESHOLD)["threshold"]
-    model = load_model(MODEL)
+
+    def model() -> VAE:
+        from vae_anomaly.models import load_model
+
+        return load_model(MODEL)
 
     test_label, test_scores = labels["test_label"], scores["test"][primary]
     if len(np.unique(test_label)) == 2:

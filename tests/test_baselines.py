@@ -118,3 +118,24 @@ def test_pyod_vae_is_a_real_vae_whose_kl_counts():
     assert vae_loss(x, recon, mu, logvar, beta=1.0).item() == pytest.approx(mse)
     got = vae_loss(x, recon, mu, logvar, beta=detector.beta, capacity=detector.capacity).item()
     assert got == pytest.approx(mse + 1 / 8)
+
+
+def test_deep_baselines_batches_are_pyods_shuffled_full_batches_from_one_copy():
+    from pyod.utils.stat_models import pairwise_distances_no_broadcast
+    from pyod.utils.torch_utility import TorchDataset
+
+    from vae_anomaly.pyod_deep import row_distances, shuffled_batches
+
+    x = np.arange(70 * 3, dtype=np.float64).reshape(70, 3)
+    loader = torch.utils.data.DataLoader(TorchDataset(X=x), batch_size=32, shuffle=True, drop_last=True)
+    torch.manual_seed(0)
+    epochs = [list(shuffled_batches(loader)()) for _ in range(2)]
+    for batches in epochs:
+        assert [b.shape for b in batches] == [(32, 3), (32, 3)] and batches[0].dtype == torch.float32
+        rows = torch.cat(batches)[:, 0].long() // 3
+        assert len(set(rows.tolist())) == 64  # distinct rows of x, the last partial batch dropped
+    assert not torch.equal(epochs[0][0], epochs[1][0])  # reshuffled each epoch
+    standardised = torch.utils.data.DataLoader(TorchDataset(X=x, mean=x.mean(0), std=x.std(0)), batch_size=32)
+    assert shuffled_batches(standardised)() is not None and next(iter(shuffled_batches(standardised)())).shape == (32, 3)
+    a, b = np.random.default_rng(0).random((2, 50, 7), dtype=np.float32)
+    np.testing.assert_allclose(row_distances(a, b), pairwise_distances_no_broadcast(a, b), rtol=1e-6)

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no screen needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 from sklearn import metrics  # noqa: E402
 
@@ -108,9 +108,11 @@ def roc_pr_figure(labels: np.ndarray, scores: dict[str, np.ndarray]) -> plt.Figu
     return fig
 
 
-def image_rows(rows: list[tuple[str, np.ndarray | torch.Tensor]], ncol: int) -> plt.Figure:
+def image_rows(rows: list[tuple[str, Any]], ncol: int) -> plt.Figure:
     """Rows of images (N, C, H, W) in [0, 1], one titled row each, tiled by torchvision."""
-    from torchvision.utils import make_grid  # imported here: it costs seconds, tabular runs skip it
+    import torch  # imported here: it costs seconds, and tabular runs draw no images
+    from torchvision.utils import make_grid
+
     fig, axes = plt.subplots(len(rows), 1, figsize=(ncol * 0.75, len(rows) * 1.0 + 0.4), squeeze=False)
     for ax, (title, images) in zip(axes[:, 0], rows):
         grid = make_grid(torch.as_tensor(images[:ncol]).clamp(0, 1), nrow=ncol, padding=2, pad_value=1.0)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from pyod.models.auto_encoder import AutoEncoder
 from pyod.models.vae import VAE, vae_loss
-from pyod.utils.stat_models import pairwise_distances_no_broadcast
+from pyod.utils.torch_utility import TorchDataset
 
 from .io import log
 
@@ -35,10 +36,12 @@ class EarlyStopping:
 
     def train(self, train_loader: torch.utils.data.DataLoader) -> None:
         x_val = torch.as_tensor(self.validation_data, dtype=torch.float32, device=self.device)
+        batches = shuffled_batches(train_loader)
+        self.optimizer = fused(self.optimizer)
         best_loss, best_state, since_best = math.inf, None, 0
         for epoch in range(self.epoch_num):
             self.model.train()
-            for batch in train_loader:
+            for batch in batches():
                 self.training_forward(batch)
             self.model.eval()
             with torch.no_grad():
@@ -55,9 +58,52 @@ class EarlyStopping:
             self.model.load_state_dict(best_state)
 
 
+def shuffled_batches(loader: torch.utils.data.DataLoader) -> Callable[[], Iterator[torch.Tensor]]:
+    """Each call, one epoch of the batches PyOD's training loader would give (shuffled, its
+    batch size, the last partial batch dropped), each taken from one float32 copy of the data
+    by a single indexing. PyOD's loader builds every batch from one tensor per row; on the
+    default data that and its collation took half of a training step (docs/performance.md).
+    The shuffle is a torch.randperm from the global generator PyOD seeds (random_state), so
+    the batches differ from PyOD's own, as another seed's would, not in kind."""
+    data = loader.dataset
+    if not isinstance(data, TorchDataset) or data.mean is not None or data.y is not None:
+        return lambda: iter(loader)  # standardised or labelled rows: PyOD's own loader
+    x = torch.as_tensor(data.X, dtype=data.X_dtype)
+    size, n_full = loader.batch_size, len(x) // loader.batch_size
+
+    def epoch() -> Iterator[torch.Tensor]:
+        order = torch.randperm(len(x))
+        return (x[order[b * size:(b + 1) * size]] for b in range(n_full))
+
+    return epoch
+
+
+def fused(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """PyOD's Adam with its settings, fused: one pass over each parameter per step, as our VAE's
+    optimizer (vae_anomaly.training.fit). PyOD builds the unfused one and has no option for it."""
+    if type(optimizer) is not torch.optim.Adam or optimizer.state:
+        return optimizer
+    g = optimizer.param_groups[0]
+    return torch.optim.Adam(g["params"], lr=g["lr"], betas=g["betas"], eps=g["eps"],
+                            weight_decay=g["weight_decay"], amsgrad=g["amsgrad"], fused=True)
+
+
+def row_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Euclidean distance between the rows of ``x`` and ``y``: what PyOD's
+    pairwise_distances_no_broadcast computes, in NumPy, because PyOD's is a numba function
+    compiled on its first call in every process (3.7 s on this project's machine, more than the
+    deep baselines' scoring itself)."""
+    return np.sqrt(np.square(y - x).sum(axis=1))
+
+
 class EarlyStoppedAutoEncoder(EarlyStopping, AutoEncoder):
     def validation_loss(self, x: torch.Tensor) -> float:
         return float(self.criterion(self.model(x), x))
+
+    def evaluating_forward(self, batch_data: torch.Tensor) -> np.ndarray:
+        """Distance of x to its reconstruction, as PyOD's (see row_distances)."""
+        x_recon = self.model(batch_data.to(self.device))
+        return row_distances(batch_data.numpy(), x_recon.cpu().numpy())
 
 
 class EarlyStoppedVAE(EarlyStopping, VAE):
@@ -70,7 +116,7 @@ class EarlyStoppedVAE(EarlyStopping, VAE):
         """Distance of x to the reconstruction from the posterior mean."""
         mu, _ = self.model.encode(batch_data.to(self.device))
         x_recon = self.model.decode(mu)
-        return pairwise_distances_no_broadcast(batch_data.numpy(), x_recon.cpu().numpy())
+        return row_distances(batch_data.numpy(), x_recon.cpu().numpy())
 
 
 def deep_baseline(name: str, budget: dict[str, Any], n_features: int, seed: int, device: str, verbose: int) -> EarlyStopping:
