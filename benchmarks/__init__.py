@@ -1,4 +1,5 @@
-"""Performance benchmarks, run by hand (`python -m benchmarks.benchmark`); not tests, not DVC stages."""
+"""Performance benchmarks, run by hand (`python -m benchmarks.benchmark`); not tests, not DVC stages.
+benchmarks.project, the throw-away copy of the project they run in, is the tests' scaffolding too."""
 import sys
 
 # Under `python -m PACKAGE.NAME` this package is imported first, with sys.argv[0] still "-m",

@@ -3,7 +3,7 @@ cluster, through DVC's queue (`dvc queue start -j 2`), and one experiment after 
 
     python -m benchmarks.sweep [--experiments 8] [--epochs 10] [--out reports/sweep_benchmark.json]
 
-A temporary git + DVC copy of the project (benchmarks.benchmark.project_copy), on small
+A temporary git + DVC copy of the project (benchmarks.project.project_copy), on small
 synthetic data with baselines off (--rows training rows, --epochs), is reproduced, committed
 and pushed to a bare git remote and a DVC remote beside it, as before a real sweep. Then the
 same sweep (`-S train.seed=<N values>`) runs:
@@ -34,9 +34,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.benchmark import (
-    ROOT, commit, dvc_cmd, experiment_refs, machine, project_copy, run_tool, shrunk_pipeline,
-    stop_queue_workers, tool_env, wait_for_experiments,
+from benchmarks.benchmark import machine
+from benchmarks.pipeline_timings import shrunk_pipeline
+from benchmarks.project import (
+    ROOT, commit, dvc_cmd, experiment_refs, project_copy, run_tool, stop_queue_workers, tool_env,
+    wait_for_experiments,
 )
 from benchmarks.ray_cluster import LocalRayCluster
 from vae_anomaly.io import log, write_json

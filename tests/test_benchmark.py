@@ -1,14 +1,15 @@
-"""The benchmark's pure helpers (benchmarks/benchmark.py); nothing here is timed."""
+"""The benchmark's pure helpers (benchmarks/); nothing here is timed."""
 import pytest
 
-from benchmarks.benchmark import (
-    MLP_VAE,
+from benchmarks.benchmark import table_rows
+from benchmarks.floors import (
     epoch_floor_flop,
     forward_flop_per_sample,
     scoring_floor_flop,
-    set_params,
     training_flop_per_sample,
 )
+from benchmarks.project import set_params
+from benchmarks.workloads import MLP_VAE
 from vae_anomaly.models import build_model
 
 # Multiply-adds of the 784-400-20 VAE's linear layers: encoder 784x400, mu and logvar 400x20
@@ -38,3 +39,64 @@ def test_set_params_sets_dotted_keys_and_rejects_unknown_ones():
     assert set_params(params, {"train.epochs": 2}) == {"train": {"epochs": 2, "seed": 0}}
     with pytest.raises(KeyError, match="train.epoch"):
         set_params(params, {"train.epoch": 2})
+
+
+def fabricated_result(mlp: float, conv: float, iwae: float, repro_s: float) -> dict:
+    """A run's result with the given ratios to the floor and clean `dvc repro` time (floors of
+    1 s, so each ratio is its time)."""
+    epoch = {"n_train": 100, "n_val": 10, "floor_s": 1.0, "fit_1_epochs_s": 2.0}
+    return {
+        "matmul_gflops": {"start": 100.0, "end": 120.0, "used": 120.0},
+        "machine": {"torch_threads": 2},
+        "training": {
+            "mlp_784_400_20": {**epoch, "epoch_s": mlp, "vs_floor": mlp},
+            "conv": {**epoch, "epoch_s": conv, "vs_floor": conv},
+            "pyod_vae": {**epoch, "epoch_s": 2 * mlp, "vs_ours": 2.0},
+            "pyod_vae_matched": {**epoch, "epoch_s": 1.5 * mlp, "vs_ours": 1.5},
+        },
+        "scoring": {name: {"k": 100, "n": 50, "seconds": iwae, "floor_s": 1.0, "vs_floor": iwae}
+                    for name in ("negative_elbo", "iwae")},
+        "time_to_detector": {"ours_s": 20.0, "pyod_s": 40.0, "ours_roc_auc": 0.8, "pyod_roc_auc": 0.7,
+                             "data": "default synthetic, 8000 x 30 train, 2000 test"},
+        "fashion_train": {"peak_rss_mb": 900.0, "data": "random"},
+        "dvc": {"repro_s": repro_s, "repro_noop_s": 1.0, "params": "default params.yaml",
+                "stages_s": {"prepare": 2.0, "train": 10.0}, "import_torch_s": 1.5,
+                "sweep": {"experiments": 4, "queue_j2_s": 60.0, "sequential_s": 100.0,
+                          "queue_vs_sequential": 0.6}},
+        "suite": {"task_seconds_total": 10.0, "by_family": {"odds": 6.0, "digits": 4.0}, "tasks": 3,
+                  "source": "reports/suite/suite.json (python -m benchmarks.suite)"},
+        "errors": {},
+    }
+
+
+def verdicts(result: dict) -> dict[str, str]:
+    """Each row's "met" or "missed" (or "" without a target), by the row's first words."""
+    return {name: goal.rsplit(": ", 1)[-1] for name, *_, goal in table_rows(result)}
+
+
+def verdict(rows: dict[str, str], prefix: str) -> str:
+    (found,) = [v for name, v in rows.items() if name.startswith(prefix)]
+    return found
+
+
+def test_table_rows_say_which_targets_are_met():
+    rows = verdicts(fabricated_result(mlp=1.4, conv=1.5, iwae=1.9, repro_s=30.0))
+    assert verdict(rows, "MLP VAE 784-400-20 epoch") == "met"
+    assert verdict(rows, "conv VAE epoch") == "missed"
+    assert verdict(rows, "iwae, K = 100") == "met"
+    assert verdict(rows, "dvc repro, clean") == "missed"
+    assert verdict(rows, "dvc repro, no-op") == "met"
+    assert verdict(rows, "Fashion-MNIST train stage") == "met"
+    assert verdict(rows, "4 experiments") == "met"
+    # PyOD's epochs are references, with no target; the new measurements have their rows.
+    assert verdict(rows, "PyOD VAE epoch (") == verdict(rows, "PyOD VAE epoch,") == ""
+    assert {"stage prepare alone (whole process)", "stage train alone (whole process)"} <= set(rows)
+    assert verdict(rows, "time to a scored detector") == verdict(rows, "detection suite as recorded") == ""
+
+    rows = verdicts(fabricated_result(mlp=1.6, conv=1.2, iwae=2.5, repro_s=20.0))
+    assert [verdict(rows, p) for p in ("MLP VAE 784", "conv VAE", "iwae", "dvc repro, clean")] == [
+        "missed", "met", "missed", "met"]
+    # A target in units shows the measurement, the target and the ratio to it.
+    rows = {row[0]: row for row in table_rows(fabricated_result(mlp=1.0, conv=1.0, iwae=1.0, repro_s=30.0))}
+    assert rows["dvc repro, clean (default params.yaml)"][1:] == (
+        "30.0 s", "target 25 s", "1.20x target", "< 25 s: missed")

@@ -1,6 +1,5 @@
 """End to end: the real `dvc repro` on a copy of the project with shrunken params."""
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,26 +11,25 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT
-
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "vae_anomaly"]
+from benchmarks.project import project_copy, tool_env
 
 
-def shrink(params: dict) -> dict:
-    """The default experiment, smaller: 2,000 training rows and 20 epochs, enough for the
-    VAE to detect (ROC-AUC about 0.75 against 0.78 at full size) in a few seconds."""
-    syn = params["data"]["synthetic"]
-    syn.update(n_train=2000, n_val=200, n_test=400)
-    params["model"].update(hidden_dims=[32, 16], latent_dim=4)
-    params["train"].update(epochs=20, lr=0.003, kl_warmup_epochs=3, device="cpu")
-    params["score"]["elbo_samples"] = 2
-    return params
+def shrink() -> dict:
+    """The default experiment, smaller, as dotted-key updates of params.yaml: 2,000 training
+    rows and 20 epochs, enough for the VAE to detect (ROC-AUC about 0.75 against 0.78 at full
+    size) in a few seconds."""
+    return {
+        "data.synthetic.n_train": 2000, "data.synthetic.n_val": 200, "data.synthetic.n_test": 400,
+        "model.hidden_dims": [32, 16], "model.latent_dim": 4,
+        "train.epochs": 20, "train.lr": 0.003, "train.kl_warmup_epochs": 3, "train.device": "cpu",
+        "score.elbo_samples": 2,
+    }
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run with this interpreter's folder first on PATH, so `python` in dvc.yaml is ours."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    """Run with this interpreter's folder first on PATH (benchmarks.project.tool_env), so
+    `python` in dvc.yaml is ours; asserts on failure when ``check``."""
+    done = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True)
     if check:
         assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
     return done
@@ -49,23 +47,9 @@ def project(tmp_path_factory) -> Path:
 
 def make_project(root: Path, extra: tuple[str, ...] = ()) -> Path:
     """A git + DVC repository in ``root`` holding a copy of the project (PROJECT_FILES and
-    ``extra``), params shrunk, one commit."""
-    for name in (*PROJECT_FILES, *extra):
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, root / name)
-    params = shrink(yaml.safe_load((root / "params.yaml").read_text()))
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], root)
-    run(["git", "config", "user.email", "test@example.com"], root)
-    run(["git", "config", "user.name", "test"], root)
-    dvc("init", "-q", cwd=root)
-    dvc("config", "core.analytics", "false", cwd=root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "project"], root)
-    return root
+    ``extra``), params shrunk, one commit: benchmarks.project.project_copy, as the benchmarks
+    make theirs."""
+    return project_copy(root, shrink(), extra)
 
 
 def test_repro_detects_and_is_then_up_to_date(project):
