@@ -126,7 +126,7 @@ def run_benchmark(sizes: Sizes, data_root: str, workdir: Path) -> dict[str, Any]
         "training": lambda: training_section(data, sizes),
         "scoring": lambda: scoring_section(data, sizes),
         "time_to_detector": lambda: time_to_detector(workdir, sizes),
-        "gpu": lambda: gpu_section(data_root, sizes),
+        "gpu": lambda: gpu_section(sizes),
         "fashion_train": fashion,
         "dvc": dvc,
     }

@@ -145,7 +145,7 @@ def fit_pyod(data: dict[str, np.ndarray], epochs: int, matched: bool) -> None:
 GPU_TRAIN_IMAGES = 57_000  # the issue's GPU epoch: MNIST's training images less a validation share
 
 
-def gpu_section(data_root: str, sizes: Sizes) -> dict[str, Any]:
+def gpu_section(sizes: Sizes) -> dict[str, Any]:
     """On a CUDA GPU, when there is one: the MLP VAE's epoch on 57,000 images (a tenth as
     many validating), through the project's ``fit`` with the data resident on the device (it
     copies the arrays there once; no DataLoader), at batch 128 and 1,024. Without a GPU,

@@ -26,23 +26,13 @@ import yaml
 from tabulate import tabulate
 
 from vae_anomaly.io import UserError, atomic_path, log, run_main
-from vae_anomaly.params import validate
+from vae_anomaly.params import set_dotted, validate
 
 PARAMS = Path("params.yaml")
 METRICS = Path("reports/metrics.json")
 PER_TYPE = Path("reports/per_type.json")
 TRAIN_METRICS = Path("reports/train_metrics.json")
 TABLE_DIR = Path("reports/experiments")
-
-
-def set_dotted(params: dict[str, Any], key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    node = params
-    for part in parents:
-        if not isinstance(node.get(part), dict):
-            raise UserError(f"override {key!r}: {part!r} is not a params section")
-        node = node[part]
-    node[leaf] = value
 
 
 def override_arg(key: str, value: Any) -> str:

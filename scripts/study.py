@@ -73,10 +73,15 @@ class Sweep:
     fixed: dict[str, Any]
     swept: dict[str, list[Any]]
 
-    def command(self) -> list[str]:
+    def set_args(self) -> list[str]:
+        """The values of the sweep's -S arguments: fixed ones, then swept value lists."""
         sets = [override_arg(k, v) for k, v in self.fixed.items()]
-        sets += [f"{k}={','.join(override_arg(k, x).split('=', 1)[1] for x in xs)}" for k, xs in self.swept.items()]
-        return ["dvc", "exp", "run", "--queue", "-n", self.name, *(a for s in sets for a in ("-S", s)), *STAGES]
+        return sets + [f"{k}={','.join(override_arg(k, x).split('=', 1)[1] for x in xs)}"
+                       for k, xs in self.swept.items()]
+
+    def command(self) -> list[str]:
+        return ["dvc", "exp", "run", "--queue", "-n", self.name,
+                *(a for s in self.set_args() for a in ("-S", s)), *STAGES]
 
     def runs(self) -> list[dict[str, Any]]:
         """The overrides of every run of the sweep."""
@@ -135,8 +140,7 @@ def check(sweeps: list[Sweep], params_text: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "params.yaml"
         for sweep in sweeps:
-            sets = sweep.command()[sweep.command().index("-n") + 2:-len(STAGES)][1::2]
-            for run_overrides in get_hydra_sweeps(to_path_overrides(sets)):
+            for run_overrides in get_hydra_sweeps(to_path_overrides(sweep.set_args())):
                 path.write_text(params_text)
                 apply_overrides(path, run_overrides["params.yaml"])
                 try:

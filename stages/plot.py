@@ -31,20 +31,12 @@ def image_figures(
 ) -> dict[str, plt.Figure]:
     """Reconstructions of random normal and anomalous test images under their originals,
     samples from the prior, and the most anomalous test images."""
-    import torch
-
-    with torch.no_grad():
-        return _image_figures(model, test_x, labels, scores, n, seed)
-
-
-def _image_figures(
-    model: VAE, test_x: np.ndarray, labels: np.ndarray, scores: np.ndarray, n: int, seed: int
-) -> dict[str, plt.Figure]:
-    import torch
+    import torch  # here: tabular runs draw no images and start without it
 
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
 
+    @torch.no_grad()
     def reconstruct(x: np.ndarray) -> torch.Tensor:
         mu, _ = model.encode(torch.as_tensor(x))
         return model.mean(model.decode(mu))
@@ -56,7 +48,8 @@ def _image_figures(
             pick = test_x[np.sort(rng.choice(pool, size=min(n, len(pool)), replace=False))]
             rows += [(f"{name} test images", pick), (f"their reconstructions", reconstruct(pick))]
     z = torch.randn((2 * n, model.config.latent_dim), generator=generator)
-    prior = model.mean(model.decode(z))
+    with torch.no_grad():
+        prior = model.mean(model.decode(z))
     worst = np.argsort(-scores, kind="stable")[: 2 * n]
     worst_rows = [(f"highest scores ({scores[worst[0]]:.4g} to {scores[worst[n - 1]]:.4g})", test_x[worst[:n]])]
     if len(worst) > n:

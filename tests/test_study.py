@@ -17,8 +17,8 @@ def dvc_runs(sweep):
     from dvc.utils.hydra import get_hydra_sweeps
 
     cmd = sweep.command()
-    sets = cmd[cmd.index("-n") + 2:-1][1::2]
-    return get_hydra_sweeps(to_path_overrides(sets))
+    assert cmd[cmd.index("-n") + 2:-1][1::2] == sweep.set_args()  # the command carries them
+    return get_hydra_sweeps(to_path_overrides(sweep.set_args()))
 
 
 def test_grid_is_the_papers_and_dvc_reads_it_so():

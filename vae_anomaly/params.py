@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from .io import UserError
 from .schedules import reaches_full_beta
 from .sizing import MIN_TRAIN_ROWS, MIN_VAL_ROWS
 
@@ -226,6 +227,23 @@ SCHEMA: dict[str, Any] = {
         "seed": Int(0),
     },
 }
+
+
+def set_dotted(params: dict[str, Any], key: str, value: Any, what: str = "override",
+               known_only: bool = False) -> None:
+    """Set the dotted ``key`` ("train.epochs") of the nested ``params`` to ``value``. A key
+    through something that is not a section stops with a UserError naming ``what`` and the
+    key; so does an unknown last part with ``known_only`` (otherwise :func:`validate` reports
+    it, with the keys allowed there)."""
+    *parents, leaf = key.split(".")
+    node = params
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            raise UserError(f"{what} {key!r}: {part!r} is not a params section")
+        node = node[part]
+    if known_only and leaf not in node:
+        raise UserError(f"{what} {key!r}: no such param")
+    node[leaf] = value
 
 
 def validate(doc: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> dict[str, Any]:

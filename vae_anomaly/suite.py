@@ -32,7 +32,7 @@ from .baselines import baseline_scores
 from .data import make_splits
 from .io import UserError, log, read_arrays, show_progress, write_arrays, write_json
 from .metrics import stratified_bootstrap_weights, weighted_ranking_metrics
-from .params import ParamsError, validate
+from .params import ParamsError, set_dotted, validate
 
 KINDS = ("tabular", "images")
 # Baselines whose scores do not depend on baselines.seed: fitted once per task, not per seed.
@@ -57,18 +57,6 @@ class Suite:
     recommended: dict[str, str]  # kind -> detector
     tasks: list[Task]
     quick: list[str] = field(default_factory=list)
-
-
-def set_dotted(params: dict[str, Any], key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    node = params
-    for part in parents:
-        if not isinstance(node.get(part), dict):
-            raise UserError(f"suite override {key!r}: {part!r} is not a params section")
-        node = node[part]
-    if leaf not in node:
-        raise UserError(f"suite override {key!r}: no such param")
-    node[leaf] = value
 
 
 def load_suite(spec: dict[str, Any], base_params: dict[str, Any], data_root: str) -> Suite:
@@ -96,7 +84,7 @@ def load_suite(spec: dict[str, Any], base_params: dict[str, Any], data_root: str
                                 "../shared/datasets) or set VAE_ANOMALY_DATA_ROOT"
                             )
                         value = value.replace("{data_root}", data_root)
-                    set_dotted(params, key, value)
+                    set_dotted(params, key, value, what="suite override", known_only=True)
             name = f"{family}/{task}"
             try:
                 validate(params)
