@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from sklearn.base import clone
 
 from conftest import ROOT
 from vae_anomaly import data
-from vae_anomaly.detector import DEFAULTS, FORMAT, SECTIONS, Detector, InputError
+from vae_anomaly.detector import FORMAT, Detector, InputError
 from vae_anomaly.io import UserError
 from vae_anomaly.metrics import ranking_metrics
-from vae_anomaly.params import SCHEMA, ParamsError, validate
+from vae_anomaly.params import ParamsError
 from vae_anomaly.pipeline import score_splits, train_model
 
 SMALL = {
@@ -95,7 +96,7 @@ def test_scores_do_not_depend_on_how_a_stream_is_cut(raw, fitted):
 def test_a_saved_detector_loads_and_scores_the_same(raw, fitted, tmp_path):
     fitted.save(tmp_path / "detector")
     loaded = Detector.load(tmp_path / "detector", "cpu")
-    assert loaded.threshold_ == fitted.threshold_ and loaded.params == fitted.params
+    assert loaded.threshold_ == fitted.threshold_ and loaded.params_ == fitted.params_
     np.testing.assert_array_equal(loaded.decision_scores_, fitted.decision_scores_)
     np.testing.assert_array_equal(loaded.labels_, fitted.labels_)
     for name, values in fitted.score_samples(raw.test).items():
@@ -155,18 +156,114 @@ def test_image_detector_refuses_other_shapes_integers_and_intensities_outside_0_
         detector.decision_function(bad)
 
 
-def test_params_are_checked_before_training():
-    with pytest.raises(ParamsError, match=r"unknown key 'train.epoch'"):
-        Detector(train={"epoch": 3})
-    with pytest.raises(ParamsError, match=r"score.primary = 'iwae' must be one of score.names"):
-        Detector(score={"primary": "iwae"})
-    with pytest.raises(ParamsError, match=r"'kl_to_prior', which needs model.kind = 'vae'"):
-        Detector(model={"kind": "ae"}, score={"names": ["kl_to_prior"], "primary": "kl_to_prior"})
-    with pytest.raises(ParamsError, match=r"threshold.split = 'test' .* use 'train' or 'val'"):
-        Detector(threshold={"split": "test"}).fit(np.zeros((30, 3)))
+@pytest.mark.parametrize("arguments, message", [
+    ({"train": {"epoch": 3}}, r"unknown key 'train.epoch'"),
+    ({"score": {"primary": "iwae"}}, r"score.primary = 'iwae' must be one of score.names"),
+    ({"model": {"kind": "ae"}, "score": {"names": ["kl_to_prior"], "primary": "kl_to_prior"}},
+     r"'kl_to_prior', which needs model.kind = 'vae'"),
+    ({"threshold": {"split": "test"}}, r"threshold.split = 'test' .* use 'train' or 'val'"),
+    ({"train": 30}, r"train = 30: give a dict of the train section's keys"),
+    ({"val_fraction": 0.9}, r"data.val_fraction = 0.9 is not allowed"),
+    ({"contamination": 0.7}, r"contamination = 0.7 is not allowed; expected None .* or a number > 0 and <= 0.5"),
+])
+def test_params_are_checked_when_fit_starts(arguments, message, monkeypatch):
+    """The constructor stores its arguments (scikit-learn's rule); fit checks them first."""
+    detector = Detector(**arguments)
+    monkeypatch.setattr("vae_anomaly.detector.train_model", lambda *a: pytest.fail("trained on bad params"))
+    with pytest.raises(ParamsError, match=message):
+        detector.fit(np.zeros((30, 3)))
 
 
 def test_defaults_are_the_projects_params(params):
-    for name in SECTIONS:
-        validate(DEFAULTS[name], SCHEMA[name], f"{name}.")
-        assert DEFAULTS[name] == params[name], f"detector.DEFAULTS[{name!r}] differs from params.yaml"
+    """A key not given takes params.yaml's value: one source, vae_anomaly/params.py's schema
+    (tests/test_params.py holds params.yaml equal to it)."""
+    detector = Detector(train={"epochs": 3})
+    checked = detector.checked_params()
+    assert checked == {name: params[name] for name in ("model", "score", "threshold")} | {
+        "train": {**params["train"], "epochs": 3}}
+    assert detector.get_params()["val_fraction"] == params["data"]["val_fraction"]
+
+
+def test_clone_get_params_and_set_params_follow_scikit_learn():
+    """PyOD's combination and model-selection code clones detectors (sklearn.base.clone): the
+    constructor's arguments come back as given, a clone is unfitted and shares nothing."""
+    detector = Detector(model={"latent_dim": 2}, train={"epochs": 3}, contamination=0.05)
+    twin = clone(detector)
+    assert twin is not detector and twin.get_params() == detector.get_params() == {
+        "model": {"latent_dim": 2}, "train": {"epochs": 3}, "score": None, "threshold": None,
+        "val_fraction": 0.1, "contamination": 0.05}
+    assert twin.model is not detector.model  # deep-copied: changing one leaves the other
+    assert twin.set_params(contamination=None, train={"epochs": 5}) is twin
+    assert (twin.contamination, twin.train, detector.train) == (None, {"epochs": 5}, {"epochs": 3})
+    assert repr(Detector(train={"epochs": 3})).startswith("Detector(")
+    assert not hasattr(clone(Detector()), "model_")
+    with pytest.raises(ValueError, match="Invalid parameter epochs"):
+        twin.set_params(epochs=5)
+
+
+@pytest.fixture(scope="module")
+def breast_cancer():
+    """A real table, bundled with scikit-learn (no download): 357 benign tumours (normal) and
+    212 malignant ones (anomalies), 30 features in their own units. Training: 250 benign rows;
+    test: the other 107 and 40 malignant ones."""
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    rng = np.random.default_rng(0)
+    benign, malignant = rng.permutation(np.flatnonzero(y == 1)), rng.permutation(np.flatnonzero(y == 0))
+    test = np.r_[benign[250:], malignant[:40]]
+    return x[benign[:250]], x[test], np.r_[np.zeros(107), np.ones(40)]
+
+
+def test_a_pyod_users_script_runs_on_a_real_table(breast_cancer, tmp_path):
+    """What PyOD's examples do with any detector, on the breast cancer table, then saving,
+    loading and fitting a clone: the same calls, the same meanings."""
+    X_train, X_test, y_test = breast_cancer
+    clf = Detector(model={"hidden_dims": [32], "latent_dim": 4}, train={"epochs": 30, "device": "cpu"},
+                   score={"elbo_samples": 2}, contamination=0.1)
+    clf.fit(X_train)
+    y_train_pred, y_train_scores = clf.labels_, clf.decision_scores_
+    y_test_pred = clf.predict(X_test)
+    y_test_scores = clf.decision_function(X_test)
+    y_test_proba = clf.predict_proba(X_test)
+    y_test_pred_again, confidence = clf.predict(X_test, return_confidence=True)
+
+    assert abs(y_train_pred.mean() - 0.1) < 0.01  # contamination: 10 % of the training rows flagged
+    assert np.array_equal(y_train_pred, (y_train_scores > clf.threshold_).astype(int))
+    assert ranking_metrics(y_test, y_test_scores)["roc_auc"] > 0.9  # malignant rows score higher
+    assert y_test_pred[y_test == 1].mean() > y_test_pred[y_test == 0].mean()
+    assert y_test_proba.shape == (len(X_test), 2) and np.allclose(y_test_proba.sum(axis=1), 1)
+    assert np.array_equal(y_test_pred_again, y_test_pred)
+    # PyOD's own ExCeeD confidence (it applies to a numeric contamination) gives the same values.
+    from pyod.models.base import BaseDetector
+    np.testing.assert_allclose(confidence, BaseDetector.predict_confidence(clf, X_test))
+    np.testing.assert_allclose(clf.predict_confidence(X_test), confidence)
+
+    clf.save(tmp_path / "clf")
+    loaded = Detector.load(tmp_path / "clf", "cpu")
+    assert (loaded.contamination, loaded.threshold_) == (0.1, clf.threshold_)
+    np.testing.assert_array_equal(loaded.decision_function(X_test), y_test_scores)
+    np.testing.assert_array_equal(loaded.predict_proba(X_test), y_test_proba)
+
+    # A clone fits afresh to the same detector (same seed), and saves and loads as well.
+    twin = clone(clf).fit(X_train)
+    np.testing.assert_array_equal(twin.decision_function(X_test), y_test_scores)
+    twin.save(tmp_path / "twin")
+    np.testing.assert_array_equal(Detector.load(tmp_path / "twin", "cpu").predict(X_test), y_test_pred)
+
+
+def test_without_contamination_the_threshold_section_decides(breast_cancer):
+    """contamination=None (the default): the pipeline's rule, here the 95th percentile of the
+    validation rows' scores; fit_predict gives the training rows' flags."""
+    X_train, _, _ = breast_cancer
+    detector = Detector(model={"hidden_dims": [16], "latent_dim": 2}, train={"epochs": 2, "device": "cpu"},
+                        score={"names": ["reconstruction_mse"], "primary": "reconstruction_mse"},
+                        threshold={"method": "percentile", "q": 95.0})
+    flags = detector.fit_predict(X_train)
+    assert np.array_equal(flags, detector.labels_) and flags.dtype == np.int64
+    n_val = 25  # val_fraction 0.1 of 250 rows
+    order = np.random.default_rng(0).permutation(len(X_train))
+    val_scores = detector.decision_function(X_train[order[:n_val]])
+    assert detector.threshold_ == pytest.approx(np.percentile(val_scores, 95.0), rel=1e-6)
+    confidence = detector.predict_confidence(X_train)
+    assert ((0 <= confidence) & (confidence <= 1)).all()

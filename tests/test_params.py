@@ -4,11 +4,31 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from vae_anomaly.params import ParamsError, load_params, validate
+from vae_anomaly.params import ParamsError, default_params, load_params, validate
 
 
 def test_default_params_are_valid(params):
     assert validate(params) is params
+
+
+def test_params_yaml_holds_the_schemas_defaults(params):
+    """The schema's defaults (a Detector's, when a key is not given) are the project's
+    params.yaml: a default changed in one place and not the other fails here."""
+    defaults = default_params()
+    assert validate(defaults) is defaults
+    differ = [key for key, a, b in _leaves(defaults, params) if a != b]
+    assert not differ, f"vae_anomaly/params.py's defaults and params.yaml differ at {differ}; change both"
+    defaults["model"]["hidden_dims"].append(1)
+    assert default_params()["model"]["hidden_dims"] == params["model"]["hidden_dims"]  # a fresh copy
+
+
+def _leaves(a: dict, b: dict, prefix: str = ""):
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            yield from _leaves(x, y, f"{prefix}{key}.")
+        else:
+            yield prefix + key, x, y
 
 
 @pytest.mark.parametrize(

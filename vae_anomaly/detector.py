@@ -1,6 +1,9 @@
-"""A VAE anomaly detector for new data, with PyOD's conventions: ``fit(X)``,
-``decision_function(X)``, ``predict(X)``, the fitted ``decision_scores_``, ``threshold_`` and
-``labels_``; higher scores are more anomalous.
+"""A VAE anomaly detector for new data, a PyOD detector (``pyod.models.base.BaseDetector``):
+``fit(X)``, ``decision_function(X)``, ``predict(X)``, ``predict_proba(X)``,
+``predict_confidence(X)``, the fitted ``decision_scores_``, ``threshold_`` and ``labels_``;
+higher scores are more anomalous. As a scikit-learn estimator its constructor only stores its
+arguments, so ``get_params``, ``set_params`` and ``sklearn.base.clone`` work, and the
+arguments are checked when ``fit`` starts.
 
 It trains, scores and thresholds with the pipeline's own functions (``pipeline.train_model``,
 ``scores.fit_reference``, ``scores.compute_scores``, ``thresholds.choose_threshold``) and
@@ -26,12 +29,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from pyod.models.base import BaseDetector
+from scipy.stats import binom
 
 from .data import Scaling
 from .io import UserError, log, read_arrays, write_arrays, write_json
 from .models import VAE, load_model, resolve_device, save_model
 from . import __version__
-from .params import IMAGE_ONLY_SCORES, SCHEMA, ParamsError, check_scores_apply, validate
+from .params import (
+    IMAGE_ONLY_SCORES, SCHEMA, Number, ParamsError, check_scores_apply, default_params, validate,
+)
 from .pipeline import SPLITS, check_data_fits_likelihood, train_model
 from .scores import (
     TrainingReference,
@@ -43,23 +50,12 @@ from .scores import (
     score_generators,
 )
 from .sizing import validation_rows
-from .thresholds import choose_threshold, flag
+from .thresholds import choose_threshold, flag, percentile_threshold
 
 FORMAT = "vae_anomaly/detector-v1"
 SECTIONS = ("model", "train", "score", "threshold")
-# The defaults of a detector built in Python: the values of the project's params.yaml. A
-# section given to Detector() replaces only the keys it names.
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "model": {"kind": "vae", "architecture": "mlp", "hidden_dims": [128, 64], "conv_channels": [32, 64],
-              "latent_dim": 8, "likelihood": "gaussian", "beta": 1.0},
-    "train": {"seed": 0, "epochs": 60, "batch_size": 128, "lr": 0.001, "kl_schedule": "monotonic",
-              "kl_warmup_epochs": 10, "kl_cycles": 4, "kl_ramp_fraction": 0.5, "patience": 8, "device": "auto"},
-    "score": {"names": ["latent_residual_knn", "reconstruction_mse", "negative_elbo"], "primary": "latent_residual_knn",
-              "elbo_samples": 16, "iwae_samples": 50, "complexity_codec": "jpeg2000", "knn_neighbors": 5,
-              "combine": ["latent_residual_knn", "reconstruction_mse"], "regret_steps": 20, "regret_lr": 0.1,
-              "batch_size": 1024},
-    "threshold": {"method": "mean_std", "split": "val", "k": 3.0, "q": 99.0},
-}
+# PyOD's range for the share of training rows flagged (BaseDetector checks the same).
+CONTAMINATION = Number(0, 0.5, low_open=True)
 # The score stage scores split i of SPLITS with seed train.seed + i; new data is scored as
 # the test split, so the test split's rows scored again give data/scores/test.npz.
 NEW_DATA_SEED_OFFSET = SPLITS.index("test")
@@ -76,13 +72,23 @@ class InputError(UserError):
         super().__init__(f"{where}: {problem}" if where else problem)
 
 
-class Detector:
+class Detector(BaseDetector):
     """Fit on normal data, score new data (higher = more anomalous), flag what lies above the
-    threshold. ``model``, ``train``, ``score`` and ``threshold`` are sections of params.yaml
-    (README, "params"); each key not given keeps its value in DEFAULTS. Tables (N, D) are
-    standardised with the training rows' mean and std; images (N, C, H, W) are used as they
-    are, in [0, 1]. Without ``X_val``, ``fit`` keeps ``val_fraction`` of X (seeded with
-    ``train.seed``) for early stopping and, with ``threshold.split: val``, the threshold."""
+    threshold.
+
+    ``model``, ``train``, ``score`` and ``threshold`` are sections of params.yaml (docs/params.md):
+    each key not given takes its default, params.yaml's value (``params.default_params()``).
+    Tables (N, D) are standardised with the training rows' mean and std; images (N, C, H, W)
+    are used as they are, in [0, 1]. Without ``X_val``, ``fit`` keeps ``val_fraction`` of X
+    (seeded with ``train.seed``) for early stopping and, with ``threshold.split: val``, the
+    threshold.
+
+    ``contamination`` chooses the threshold: None (the default) applies the ``threshold``
+    section, as the pipeline does (e.g. mean + 3 std of the validation scores); a number in
+    (0, 0.5] applies PyOD's rule instead, the (1 - contamination) quantile of the training
+    rows' scores, so that share of them is flagged (``labels_``). The pipeline's threshold
+    assumes clean training data; PyOD's suits data known to hold that share of anomalies.
+    """
 
     def __init__(
         self,
@@ -90,39 +96,53 @@ class Detector:
         train: dict[str, Any] | None = None,
         score: dict[str, Any] | None = None,
         threshold: dict[str, Any] | None = None,
-        val_fraction: float = 0.1,
+        val_fraction: float = SCHEMA["data"]["val_fraction"].default,
+        contamination: float | None = None,
     ):
-        given = {"model": model, "train": train, "score": score, "threshold": threshold}
-        self.params = {name: {**copy.deepcopy(DEFAULTS[name]), **(given[name] or {})} for name in SECTIONS}
-        for name in SECTIONS:
-            validate(self.params[name], SCHEMA[name], f"{name}.")
-        check_scores_apply(self.params["score"], self.params["model"])
-        validate({"val_fraction": val_fraction}, {"val_fraction": SCHEMA["data"]["val_fraction"]}, "data.")
+        # scikit-learn's convention: store the arguments as given (clone checks they are the
+        # very objects passed); they are merged with the defaults and checked by fit.
+        self.model = model
+        self.train = train
+        self.score = score
+        self.threshold = threshold
         self.val_fraction = val_fraction
-        self.model_: VAE | None = None
-        self.input_shape_: tuple[int, ...] | None = None
-        self.scaling_: Scaling | None = None
-        self.reference_: TrainingReference | None = None
-        self.scales_: dict[str, list[float]] | None = None  # of score combined's components
-        self.threshold_: float | None = None
-        self.decision_scores_: np.ndarray | None = None
-        self.labels_: np.ndarray | None = None
+        self.contamination = contamination
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Detector:
         """A detector of a validated params document (``params.load_params()``)."""
         return cls(**{name: params[name] for name in SECTIONS}, val_fraction=params["data"]["val_fraction"])
 
+    def checked_params(self) -> dict[str, dict[str, Any]]:
+        """The four sections in force: each key given, every other at its default; checked as
+        params.yaml is (a ParamsError names the key), with ``val_fraction`` and
+        ``contamination``. ``fit`` keeps them as ``params_``."""
+        defaults = default_params()
+        given = {"model": self.model, "train": self.train, "score": self.score, "threshold": self.threshold}
+        params = {}
+        for name in SECTIONS:
+            if not isinstance(given[name], (dict, type(None))):
+                raise ParamsError(f"{name} = {given[name]!r}: give a dict of the {name} section's keys "
+                                  "(as in params.yaml), or None for every default")
+            params[name] = validate({**defaults[name], **copy.deepcopy(given[name] or {})}, SCHEMA[name], f"{name}.")
+        check_scores_apply(params["score"], params["model"])
+        validate({"val_fraction": self.val_fraction}, {"val_fraction": SCHEMA["data"]["val_fraction"]}, "data.")
+        if self.contamination is not None and not CONTAMINATION.check(self.contamination):
+            raise ParamsError(f"contamination = {self.contamination!r} is not allowed; expected None (the threshold "
+                              f"section's rule) or {CONTAMINATION.allowed()} (the share of training rows flagged)")
+        return params
+
     # ------------------------------------------------------------------ fitting
     def fit(self, X: np.ndarray, y: Any = None, X_val: np.ndarray | None = None) -> Detector:
         """Train on the rows of X (normal data; ``y`` is ignored, as in PyOD), early-stopped on
         ``X_val`` or on ``val_fraction`` of X; then fit the reference scores on the training
-        rows and the threshold on the scores of ``threshold.split``."""
+        rows and the threshold (``contamination``)."""
+        self.params_ = self.checked_params()
         x = self._as_array(X, "X")
         images = x.ndim == 4
         if x.ndim not in (2, 4):
             raise UserError(f"X has shape {x.shape}; a detector fits a table (N, D) or images (N, C, H, W)")
-        if self.params["threshold"]["split"] == "test":
+        if self.contamination is None and self.params_["threshold"]["split"] == "test":
             raise ParamsError("threshold.split = 'test' fits the threshold on the data scored later, which fit "
                               "does not see; use 'train' or 'val'")
         for name in set(self.score_names) & set(IMAGE_ONLY_SCORES):
@@ -135,7 +155,7 @@ class Detector:
         if X_val is None:
             n_val, adapted = validation_rows(len(x), self.val_fraction, f"X ({len(x)} rows)",
                                              "pass more rows, or the validation rows as X_val")
-            order = np.random.default_rng(self.params["train"]["seed"]).permutation(len(x))
+            order = np.random.default_rng(self.params_["train"]["seed"]).permutation(len(x))
             x_train, x_val = x[order[n_val:]], x[order[:n_val]]
         else:
             x_train, x_val = x, self._as_array(X_val, "X_val")
@@ -144,21 +164,29 @@ class Detector:
         scaling = None if images else Scaling.fit(x_train)
         x_train, x_val = (x_train.astype(np.float32), x_val.astype(np.float32)) if images else (
             scaling.apply(x_train), scaling.apply(x_val))
-        check_data_fits_likelihood(self.params["model"]["likelihood"], x_train)
-        device = resolve_device(self.params["train"]["device"])
-        model, self.history_, self.summary_ = train_model(x_train, x_val, self.params, device)
+        check_data_fits_likelihood(self.params_["model"]["likelihood"], x_train)
+        device = resolve_device(self.params_["train"]["device"])
+        model, self.history_, self.summary_ = train_model(x_train, x_val, self.params_, device)
         self.summary_["adaptations"] = {**adapted, **self.summary_["adaptations"]}
         self._set_fitted(model, scaling, x_train)
-        seed, split = self.params["train"]["seed"], self.params["threshold"]["split"]
+        seed, th = self.params_["train"]["seed"], self.params_["threshold"]
         if "combined" in self.score_names:
             self.scales_ = fit_combination(self._compute(x_val, seed + SPLITS.index("val"), components=True),
-                                           self.params["score"]["combine"])
-        train_scores = self._compute(x_train, seed + SPLITS.index("train"))
-        split_scores = train_scores if split == "train" else self._compute(x_val, seed + SPLITS.index("val"))
-        th = self.params["threshold"]
-        self._set_threshold(choose_threshold(split_scores[self.primary], th["method"], th["k"], th["q"]),
-                            train_scores[self.primary])
+                                           self.params_["score"]["combine"])
+        train_scores = self._compute(x_train, seed + SPLITS.index("train"))[self.primary]
+        if self.contamination is not None:
+            threshold = percentile_threshold(train_scores, 100 * (1 - self.contamination))  # PyOD's rule
+        else:
+            fitted_on = train_scores if th["split"] == "train" else \
+                self._compute(x_val, seed + SPLITS.index("val"))[self.primary]
+            threshold = choose_threshold(fitted_on, th["method"], th["k"], th["q"])
+        self._set_threshold(threshold, train_scores)
         return self
+
+    def fit_predict(self, X: np.ndarray, y: Any = None) -> np.ndarray:
+        """``fit(X)``, then the training rows' flags (``labels_``). PyOD deprecates this method
+        in favour of ``fit(X).labels_``, which it is."""
+        return self.fit(X, y).labels_
 
     @classmethod
     def from_pipeline(
@@ -169,6 +197,7 @@ class Detector:
         training split with its ``scaling``, the threshold stage's threshold and the score
         stage's training and validation scores."""
         detector = cls.from_params(params)
+        detector.params_ = detector.checked_params()
         detector._set_fitted(model, scaling, x_train)
         if "combined" in detector.score_names:
             detector.scales_ = fit_combination(val_scores, params["score"]["combine"])
@@ -176,32 +205,58 @@ class Detector:
         return detector
 
     def _set_fitted(self, model: VAE, scaling: Scaling | None, x_train: np.ndarray) -> None:
-        score = self.params["score"]
+        score = self.params_["score"]
         self.model_, self.scaling_, self.input_shape_ = model.eval(), scaling, tuple(x_train.shape[1:])
         self.reference_ = fit_reference(model, x_train, score["names"], score["batch_size"], score["knn_neighbors"])
+        self.scales_: dict[str, list[float]] | None = None  # of score combined's components
 
     def _set_threshold(self, threshold: float, train_primary: np.ndarray) -> None:
         self.threshold_ = float(threshold)
         self.decision_scores_ = np.asarray(train_primary, dtype=np.float64)
         self.labels_ = flag(self.decision_scores_, self.threshold_).astype(np.int64)
+        # What PyOD's predict_proba reads: two classes, and (method="unify") the training
+        # scores' mean and std.
+        self._classes = 2
+        self._mu, self._sigma = float(np.mean(self.decision_scores_)), float(np.std(self.decision_scores_))
 
     # ------------------------------------------------------------------ scoring
     @property
     def primary(self) -> str:
         """The score that ``decision_function`` returns and the threshold applies to."""
-        return self.params["score"]["primary"]
+        return self.params_["score"]["primary"]
 
     @property
     def score_names(self) -> list[str]:
-        return list(self.params["score"]["names"])
+        return list(self.params_["score"]["names"])
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """The primary score (``score.primary``) of each row of X; higher = more anomalous."""
         return self.score_samples(X)[self.primary]
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """1 for each row of X whose primary score lies above ``threshold_``, else 0."""
-        return flag(self.decision_function(X), self._fitted().threshold_).astype(np.int64)
+    def predict(self, X: np.ndarray, return_confidence: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """1 for each row of X whose primary score lies above ``threshold_``, else 0; with
+        ``return_confidence``, also :meth:`predict_confidence`'s values (one scoring pass)."""
+        scores = self._fitted().decision_function(X)
+        labels = flag(scores, self.threshold_).astype(np.int64)
+        return (labels, self._confidence(scores)) if return_confidence else labels
+
+    def predict_confidence(self, X: np.ndarray) -> np.ndarray:
+        """How surely each row of X would get the same flag from a detector fitted on a
+        slightly different training set, in [0, 1]: PyOD's ExCeeD (Perini, Vercruyssen & Davis,
+        "Quantifying the confidence of anomaly detectors in their example-wise predictions",
+        ECML PKDD 2020)."""
+        return self._confidence(self._fitted().decision_function(X))
+
+    def _confidence(self, scores: np.ndarray) -> np.ndarray:
+        """ExCeeD as PyOD's BaseDetector computes it, from scores already computed (PyOD's
+        scores X again, and takes ``contamination`` as a number, which ours need not be:
+        None means the share of training rows the threshold flags)."""
+        n = len(self.decision_scores_)
+        n_below = np.searchsorted(np.sort(self.decision_scores_), scores, side="right")  # training scores <= x
+        outlier_probability = (1 + n_below) / (2 + n)  # Bayesian estimate, uniform prior
+        share = self.labels_.mean() if self.contamination is None else self.contamination
+        confidence = 1 - binom.cdf(n - int(n * share), n, outlier_probability)
+        return np.where(flag(scores, self.threshold_), confidence, 1 - confidence)
 
     def score_samples(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """Every score of ``score.names`` for each row of X, by name."""
@@ -216,8 +271,8 @@ class Detector:
         split, so the test split's rows give data/scores/test.npz again."""
         self._fitted()
         device = next(self.model_.parameters()).device
-        generators = score_generators(self.params["train"]["seed"] + NEW_DATA_SEED_OFFSET, device)
-        batch = self.params["score"]["batch_size"]
+        generators = score_generators(self.params_["train"]["seed"] + NEW_DATA_SEED_OFFSET, device)
+        batch = self.params_["score"]["batch_size"]
         pending: list[np.ndarray] = []
         n_pending = 0
         for chunk in chunks:
@@ -236,7 +291,7 @@ class Detector:
     def _compute(self, x: np.ndarray, seed: int | None = None,
                  generators: dict[str, torch.Generator] | None = None, components: bool = False) -> dict[str, np.ndarray]:
         """Every score of x; with ``components``, all but ``combined`` (whose scales they give)."""
-        score = self.params["score"]
+        score = self.params_["score"]
         if components:
             score = {**score, "names": [name for name in score["names"] if name != "combined"]}
         if len(x) == 0:
@@ -286,7 +341,7 @@ class Detector:
         return x
 
     def _fitted(self) -> Detector:
-        if self.model_ is None:
+        if getattr(self, "model_", None) is None:
             raise UserError("this Detector is not fitted: call fit(X) first, or Detector.load(folder)")
         return self
 
@@ -306,8 +361,9 @@ class Detector:
         write_json(folder / "detector.json", {
             "format": FORMAT,
             "input_shape": list(self.input_shape_),
-            "params": self.params,
+            "params": self.params_,
             "val_fraction": self.val_fraction,
+            "contamination": self.contamination,
             "threshold": {"score": self.primary, "value": self.threshold_},
             "combined_scales": self.scales_,
             "versions": library_versions(),
@@ -332,7 +388,9 @@ class Detector:
                             f"{library_versions()['vae_anomaly']} reads {FORMAT!r} only; save it again with this "
                             "version (`dvc repro detector`, or fit and save)")
         try:
-            detector = cls(**meta["params"], val_fraction=meta["val_fraction"])
+            detector = cls(**meta["params"], val_fraction=meta["val_fraction"],
+                           contamination=meta.get("contamination"))
+            detector.params_ = detector.checked_params()
         except (ParamsError, TypeError) as err:
             raise UserError(f"{folder}: its params do not fit this vae_anomaly ({err}); save it again") from err
         for name, saved in meta["versions"].items():
@@ -340,7 +398,7 @@ class Detector:
                 log.warning("%s was saved with %s %s, and is loaded with %s; scores may differ slightly",
                             folder, name, saved, library_versions().get(name))
         arrays = read_arrays(folder / "arrays.npz")
-        device = resolve_device(detector.params["train"]["device"]) if device is None else device
+        device = resolve_device(detector.params_["train"]["device"]) if device is None else device
         detector.model_ = load_model(folder / "model.pt", device)
         detector.input_shape_ = tuple(meta["input_shape"])
         if "scaling_mean" in arrays:

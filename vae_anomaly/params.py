@@ -7,7 +7,7 @@ names the key, the value and what is allowed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class Number:
     high: float | None = None
     low_open: bool = False
     integer: bool = False
+    default: Any = field(default=None, kw_only=True)
 
     def allowed(self) -> str:
         kind = "an integer" if self.integer else "a number"
@@ -52,13 +53,14 @@ class Number:
         return self.high is None or value <= self.high
 
 
-def Int(low: float | None = None, high: float | None = None) -> Number:
-    return Number(low, high, integer=True)
+def Int(low: float | None = None, high: float | None = None, *, default: int | None = None) -> Number:
+    return Number(low, high, integer=True, default=default)
 
 
 @dataclass(frozen=True)
 class Choice:
     options: tuple[str, ...]
+    default: str | None = field(default=None, kw_only=True)
 
     def allowed(self) -> str:
         return "one of " + ", ".join(repr(o) for o in self.options)
@@ -72,6 +74,7 @@ class ListOf:
     item: Number | Choice
     min_len: int = 1
     unique: bool = True
+    default: tuple = field(default=(), kw_only=True)  # a tuple: a list default would be shared
 
     def allowed(self) -> str:
         return f"a list of at least {self.min_len} distinct item(s), each {self.item.allowed()}"
@@ -88,6 +91,8 @@ class ListOf:
 class Text:
     """Any string; ``""`` where the key means "not set"."""
 
+    default: str = field(default="", kw_only=True)
+
     def allowed(self) -> str:
         return "a string (quoted; \"\" for none)"
 
@@ -98,6 +103,8 @@ class Text:
 @dataclass(frozen=True)
 class Flag:
     """A YAML boolean: true or false (not "yes", not 1)."""
+
+    default: bool = field(default=False, kw_only=True)
 
     def allowed(self) -> str:
         return "true or false"
@@ -128,105 +135,114 @@ PROTOCOLS = ("held_out", "one_class", "plain")
 # checks these against the libraries, which are too slow to import here).
 N_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10}
 
-# The whole params document. A dict is a section; a leaf says what its value may be.
+# The whole params document. A dict is a section; a leaf says what its value may be and its
+# default: the value of the project's params.yaml (tests/test_params.py holds the two equal)
+# and of every key a Detector is not given (:func:`default_params`).
 SCHEMA: dict[str, Any] = {
     "data": {
-        "source": Choice(DATA_SOURCES),
-        "seed": Int(0),
-        "val_fraction": Number(0, 0.5, low_open=True),
-        "max_train": Int(0),
-        "max_test": Int(0),
-        "protocol": Choice(PROTOCOLS),
-        "classes": ListOf(Int(0), min_len=0),
-        "root": Text(),
-        "download": Flag(),
+        "source": Choice(DATA_SOURCES, default="synthetic"),
+        "seed": Int(0, default=0),
+        "val_fraction": Number(0, 0.5, low_open=True, default=0.1),
+        "max_train": Int(0, default=0),
+        "max_test": Int(0, default=0),
+        "protocol": Choice(PROTOCOLS, default="held_out"),
+        "classes": ListOf(Int(0), min_len=0, default=(1,)),
+        "root": Text(default=""),
+        "download": Flag(default=True),
         "synthetic": {
-            "n_features": Int(2),
-            "latent_dim": Int(1),
-            "noise_std": Number(0, low_open=True),
-            "n_train": Int(MIN_TRAIN_ROWS),
-            "n_val": Int(MIN_VAL_ROWS),
-            "n_test": Int(2),
+            "n_features": Int(2, default=30),
+            "latent_dim": Int(1, default=4),
+            "noise_std": Number(0, low_open=True, default=0.3),
+            "n_train": Int(MIN_TRAIN_ROWS, default=8000),
+            "n_val": Int(MIN_VAL_ROWS, default=1000),
+            "n_test": Int(2, default=2000),
             "mean_shift": {
-                "share": Number(0, 1),
-                "n_features": Int(1),
-                "magnitude": Number(),
+                "share": Number(0, 1, default=0.05),
+                "n_features": Int(1, default=3),
+                "magnitude": Number(default=1.0),
             },
             "correlation_break": {
-                "share": Number(0, 1),
-                "n_features": Int(1),
+                "share": Number(0, 1, default=0.05),
+                "n_features": Int(1, default=1),
             },
             "variance_explosion": {
-                "share": Number(0, 1),
-                "n_features": Int(1),
-                "scale": Number(0, low_open=True),
+                "share": Number(0, 1, default=0.05),
+                "n_features": Int(1, default=1),
+                "scale": Number(0, low_open=True, default=3.0),
             },
         },
         "blobs2d": {
-            "n_train": Int(2),
-            "n_test": Int(1),
-            "n_features": Int(2),
-            "contamination": Number(0, 0.5, low_open=True),
+            "n_train": Int(2, default=1000),
+            "n_test": Int(1, default=100),
+            "n_features": Int(2, default=2),
+            "contamination": Number(0, 0.5, low_open=True, default=0.1),
         },
         "file": {
-            "path": Text(),
-            "label_column": Text(),
-            "train_fraction": Number(0, 1, low_open=True),
+            "path": Text(default=""),
+            "label_column": Text(default="label"),
+            "train_fraction": Number(0, 1, low_open=True, default=0.5),
         },
         "digits": {
-            "test_fraction": Number(0, 0.5, low_open=True),
+            "test_fraction": Number(0, 0.5, low_open=True, default=0.3),
         },
     },
     "model": {
-        "kind": Choice(("vae", "ae", "sparse")),
-        "architecture": Choice(("mlp", "conv")),
-        "hidden_dims": ListOf(Int(1), unique=False),
-        "conv_channels": ListOf(Int(1), unique=False),
-        "latent_dim": Int(1),
-        "likelihood": Choice(LIKELIHOODS),
-        "beta": Number(0),
+        "kind": Choice(("vae", "ae", "sparse"), default="vae"),
+        "architecture": Choice(("mlp", "conv"), default="mlp"),
+        "hidden_dims": ListOf(Int(1), unique=False, default=(128, 64)),
+        "conv_channels": ListOf(Int(1), unique=False, default=(32, 64)),
+        "latent_dim": Int(1, default=8),
+        "likelihood": Choice(LIKELIHOODS, default="gaussian"),
+        "beta": Number(0, default=1.0),
     },
     "train": {
-        "seed": Int(0),
-        "epochs": Int(1),
-        "batch_size": Int(1),
-        "lr": Number(0, low_open=True),
-        "kl_schedule": Choice(KL_SCHEDULES),
-        "kl_warmup_epochs": Int(0),
-        "kl_cycles": Int(1),
-        "kl_ramp_fraction": Number(0, 1, low_open=True),
-        "patience": Int(1),
-        "device": Choice(("auto", "cpu", "cuda")),
+        "seed": Int(0, default=0),
+        "epochs": Int(1, default=60),
+        "batch_size": Int(1, default=128),
+        "lr": Number(0, low_open=True, default=0.001),
+        "kl_schedule": Choice(KL_SCHEDULES, default="monotonic"),
+        "kl_warmup_epochs": Int(0, default=10),
+        "kl_cycles": Int(1, default=4),
+        "kl_ramp_fraction": Number(0, 1, low_open=True, default=0.5),
+        "patience": Int(1, default=8),
+        "device": Choice(("auto", "cpu", "cuda"), default="auto"),
     },
     "score": {
-        "names": ListOf(Choice(SCORES)),
-        "primary": Choice(SCORES),
-        "elbo_samples": Int(1),
-        "iwae_samples": Int(1),
-        "complexity_codec": Choice(("jpeg2000", "png")),
-        "knn_neighbors": Int(1),
-        "combine": ListOf(Choice(SCORES)),
-        "regret_steps": Int(1),
-        "regret_lr": Number(0, low_open=True),
-        "batch_size": Int(1),
+        "names": ListOf(Choice(SCORES), default=("latent_residual_knn", "reconstruction_mse", "negative_elbo")),
+        "primary": Choice(SCORES, default="latent_residual_knn"),
+        "elbo_samples": Int(1, default=16),
+        "iwae_samples": Int(1, default=50),
+        "complexity_codec": Choice(("jpeg2000", "png"), default="jpeg2000"),
+        "knn_neighbors": Int(1, default=5),
+        "combine": ListOf(Choice(SCORES), default=("latent_residual_knn", "reconstruction_mse")),
+        "regret_steps": Int(1, default=20),
+        "regret_lr": Number(0, low_open=True, default=0.1),
+        "batch_size": Int(1, default=1024),
     },
     "threshold": {
-        "method": Choice(THRESHOLD_METHODS),
-        "split": Choice(("train", "val", "test")),
-        "k": Number(),
-        "q": Number(0, 100),
+        "method": Choice(THRESHOLD_METHODS, default="mean_std"),
+        "split": Choice(("train", "val", "test"), default="val"),
+        "k": Number(default=3.0),
+        "q": Number(0, 100, default=99.0),
     },
     "baselines": {
-        "names": ListOf(Choice(BASELINES), min_len=0),
-        "seed": Int(0),
-        "knn_neighbors": Int(1),
-        "on_error": Choice(("record", "stop")),
+        "names": ListOf(Choice(BASELINES), min_len=0, default=("iforest", "ecod", "knn", "autoencoder", "vae")),
+        "seed": Int(0, default=0),
+        "knn_neighbors": Int(1, default=5),
+        "on_error": Choice(("record", "stop"), default="record"),
     },
     "plot": {
-        "n_images": Int(1, 64),
-        "seed": Int(0),
+        "n_images": Int(1, 64, default=10),
+        "seed": Int(0, default=0),
     },
 }
+
+
+def default_params(schema: dict[str, Any] = SCHEMA) -> dict[str, Any]:
+    """The params document of every default: a fresh copy, lists as lists (safe to change)."""
+    return {name: default_params(spec) if isinstance(spec, dict)
+            else list(spec.default) if isinstance(spec, ListOf) else spec.default
+            for name, spec in schema.items()}
 
 
 def set_dotted(params: dict[str, Any], key: str, value: Any, what: str = "override",

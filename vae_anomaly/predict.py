@@ -247,7 +247,7 @@ def predict_file(detector_dir: str | Path, input_path: str | Path, output_path: 
     if chunk_rows < 1:
         raise UserError(f"--chunk-rows {chunk_rows}: expected a positive number of rows")
     detector = Detector.load(detector_dir, device)
-    batch = detector.params["score"]["batch_size"]
+    batch = detector.params_["score"]["batch_size"]
     source = open_source(input_path, detector, -(-chunk_rows // batch) * batch)
     columns = [*detector.score_names, FLAG_COLUMN]
     log.info("scoring %s (%s) with %s: %s; %s flags %s > %.6g", input_path,
