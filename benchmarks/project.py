@@ -27,13 +27,14 @@ import yaml
 from vae_anomaly.io import log
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", "vae_anomaly")
+PROJECT_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", "stages", "vae_anomaly")
 
 
 def tool_env(**extra: str) -> dict[str, str]:
-    """This environment with our interpreter's folder first on PATH (``python`` in dvc.yaml)."""
+    """This environment with our interpreter's folder first on PATH (``python`` in dvc.yaml),
+    DVC's analytics off and DVCLive's posts to DVC Studio too: a copy never reaches the network."""
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    return {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", **extra}
+    return {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "DVC_STUDIO_OFFLINE": "true", **extra}
 
 
 def run_tool(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:

@@ -44,16 +44,17 @@ from vae_anomaly.params import SCHEMA
 
 plt = plots.plt
 PARAMS_FILE, METRICS_FILE, TRAIN_METRICS_FILE = "params.yaml", "reports/metrics.json", "reports/train_metrics.json"
+DETAIL_FILE = "reports/detail.json"  # not a DVC metric: read at each run's revision (with_detail)
 SEED, BETA, LATENT, KIND, SCHEDULE = "train.seed", "model.beta", "model.latent_dim", "model.kind", "train.kl_schedule"
 MSE, W2 = "reconstruction.mse_normal", "latent.w2_normal_anomaly"
 # (column title, metrics file, key); the detection metric comes first, from --detection.
 COLUMNS = [
-    ("ROC-AUC, recon. error", METRICS_FILE, "scores.reconstruction_mse.roc_auc"),
+    ("ROC-AUC, recon. error", DETAIL_FILE, "scores.reconstruction_mse.roc_auc"),
     ("PR-AUC", METRICS_FILE, "pr_auc"),
-    ("MSE normal", METRICS_FILE, MSE),
-    ("SSIM normal", METRICS_FILE, "reconstruction.ssim_normal"),
-    ("latent W2", METRICS_FILE, W2),
-    ("active dims", METRICS_FILE, "latent.active_dims"),
+    ("MSE normal", DETAIL_FILE, MSE),
+    ("SSIM normal", DETAIL_FILE, "reconstruction.ssim_normal"),
+    ("latent W2", DETAIL_FILE, W2),
+    ("active dims", DETAIL_FILE, "latent.active_dims"),
     ("epochs", TRAIN_METRICS_FILE, "epochs_run"),
 ]
 MODEL_NAMES = {"vae": "β-VAE", "sparse": "Sparse VAE", "ae": "AE"}
@@ -173,12 +174,12 @@ def collect_runs(rows: list[dict[str, Any]], prefix: str = "", where: dict[str, 
 
 
 def _detection_metrics(row: dict[str, Any]) -> dict[str, Any]:
-    """The ranking metrics of reports/metrics.json a --detection may name: every score's and
+    """The ranking metrics of reports/detail.json a --detection may name: every score's and
     every anomaly type's ROC-AUC and PR-AUC (scores.*, per_type.*)."""
     out = {}
     for column, value in row.items():
         file, sep, key = column.rpartition(":")
-        if (not sep or file == METRICS_FILE) and key.startswith(("scores.", "per_type.")) \
+        if (not sep or file in (METRICS_FILE, DETAIL_FILE)) and key.startswith(("scores.", "per_type.")) \
                 and key.endswith(("roc_auc", "pr_auc")) and not math.isnan(_number(value)):
             out[key] = value
     return out
@@ -448,6 +449,22 @@ def read_rows(path: Path | None, all_commits: bool) -> list[dict[str, Any]]:
         raise UserError(f"dvc.api.exp_show() failed; run this from the project root (a DVC "
                         f"repository): {err}") from err
     log.info("read %d rows from dvc.api.exp_show()%s", len(rows), " (every commit)" if all_commits else "")
+    return with_detail(rows)
+
+
+def with_detail(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with each finished run's reports/detail.json added as "file:key" columns: DVC
+    shows only dvc.yaml's metrics, so the detail is read at the run's revision."""
+    import dvc.api
+
+    for row in rows:
+        if row.get("State") in UNFINISHED:
+            continue
+        try:
+            detail = dvc.api.metrics_show(DETAIL_FILE, rev=None if row.get("rev") == "workspace" else row.get("rev"))
+        except FileNotFoundError:  # a revision from before the file: its columns stay empty
+            continue
+        row.update({f"{DETAIL_FILE}:{key}": value for key, value in flatten(detail).items()})
     return rows
 
 
@@ -472,8 +489,8 @@ def aggregate(rows: list[dict[str, Any]], out: Path, detection: str, prefix: str
     if save is not None:
         save_runs(runs, save)
     if not any(detection in r.metrics for r in runs):
-        raise UserError(f"--detection {detection!r}: no run has it; use roc_auc, pr_auc, or a "
-                        "scores.<score>.roc_auc or per_type.<kind>.roc_auc key of reports/metrics.json")
+        raise UserError(f"--detection {detection!r}: no run has it; use roc_auc, pr_auc (reports/metrics.json), "
+                        "or a scores.<score>.roc_auc key of reports/detail.json")
     configs, variant_keys = group_runs(runs)
     log.info("%d runs in %d configurations; params that tell variants apart besides beta and "
              "latent size: %s", len(runs), len(configs), ", ".join(variant_keys) or "none")
@@ -498,8 +515,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="experiments of every commit before HEAD too, not only of HEAD")
     parser.add_argument("--out", type=Path, default=Path("reports/study"), help="output folder")
     parser.add_argument("--detection", default="roc_auc", help="detection metric, a dotted key of "
-                        "reports/metrics.json (default roc_auc, of score.primary; e.g. "
-                        "scores.reconstruction_mse.roc_auc)")
+                        "reports/metrics.json or reports/detail.json (default roc_auc, of score.primary; "
+                        "e.g. scores.reconstruction_mse.roc_auc)")
     args = parser.parse_args(argv)
     rows = read_rows(args.input, args.all_commits)
     sys.stdout.write(aggregate(rows, args.out, args.detection, args.prefix, parse_where(args.where), args.save))

@@ -3,8 +3,8 @@
     python -m scripts.review --rev main      # writes reports/review.md, reports/review_plots/
 
 The report leads with the primary score's ROC-AUC, PR-AUC, F1 and flagged count, old → new,
-each marked better or worse; then `dvc metrics diff` and `dvc params diff` against the
-revision, and a link to the page of `dvc plots diff` (the ROC, precision-recall, loss and KL
+each marked better or worse; then `dvc metrics diff` (the metrics of dvc.yaml, and every
+score's and baseline's of reports/detail.json) and `dvc params diff` against the revision, and a link to the page of `dvc plots diff` (the ROC, precision-recall, loss and KL
 curves of both, overlaid; it opens offline, see scripts/report.py). Where vega-lite's
 `vl2png` (or `vl2svg`) is on PATH, as in the pull-request workflow
 (.github/workflows/review.yml), each curve is also drawn to an image shown in the report,
@@ -31,6 +31,9 @@ from vae_anomaly.io import UserError, atomic_path, run_main
 OUT = "reports/review.md"
 PLOTS_DIR = "reports/review_plots"
 METRICS = "reports/metrics.json"
+# Metrics kept out of dvc.yaml's `metrics:` (so `dvc exp show` stays narrow) that a review
+# compares too: every score's and baseline's ROC-AUC and PR-AUC, reconstruction, latent.
+DETAIL = "reports/detail.json"
 # The headline of reports/metrics.json: (key, label, whether higher is better; None: neither).
 HEADLINE = (("roc_auc", "ROC-AUC", True), ("pr_auc", "PR-AUC", True), ("f1", "F1", True),
             ("n_flagged", "flagged", None))
@@ -99,17 +102,21 @@ def headline_markdown(rev: str, old: dict[str, Any], new: dict[str, Any],
 
 
 def diff_section(kind: str, rev: str) -> str:
-    """`dvc metrics diff` or `dvc params diff` against ``rev`` as Markdown, or a one-liner."""
-    table = run_dvc(kind, "diff", rev, "--md").strip()
-    if len(table.splitlines()) <= 2:  # DVC prints the header alone when nothing differs
+    """`dvc metrics diff` (with reports/detail.json's) or `dvc params diff` against ``rev`` as
+    one Markdown table, or a one-liner."""
+    tables = [run_dvc(kind, "diff", rev, "--md").strip().splitlines()]
+    if kind == "metrics":
+        tables.append(run_dvc("metrics", "diff", rev, "--targets", DETAIL, "--md").strip().splitlines())
+    rows = [row for table in tables for row in table[2:]]  # under each table's two header lines
+    if not rows:  # DVC prints the header alone when nothing differs
         return f"No {'metric' if kind == 'metrics' else 'param'} differs from `{rev}`."
-    return table
+    return "\n".join(tables[0][:2] + rows)
 
 
-def failed_baselines(metrics_path: str | Path = METRICS) -> str:
+def failed_baselines(detail_path: str | Path = DETAIL) -> str:
     """The baselines that failed in the workspace run, with their errors, as one line; "" when
     none failed or there are no metrics. `dvc metrics diff` shows a failure only when it is new."""
-    path = Path(metrics_path)
+    path = Path(detail_path)
     if not path.is_file():
         return ""
     baselines = json.loads(path.read_text()).get("baselines", {})

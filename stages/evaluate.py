@@ -1,4 +1,7 @@
-"""evaluate: detection metrics on the test split; the only stage that reads test labels."""
+"""evaluate: detection metrics on the test split; the only stage that reads test labels.
+The primary score's go to reports/metrics.json (what `dvc exp show` and `dvc metrics diff`
+compare); every score's, every baseline's and the model's diagnostics to reports/detail.json,
+the primary score's per anomaly kind to reports/per_type.json (`dvc metrics show FILE`)."""
 from vae_anomaly.io import log, read_arrays, read_json, run_stage, write_json
 from vae_anomaly.metrics import (
     evaluate, latent_metrics, per_type_metrics, ranking_metrics, reconstruction_metrics,
@@ -13,7 +16,8 @@ BASELINE_RECORD = "reports/baselines.json"
 LABELS = "data/prepared/labels.npz"
 THRESHOLD = "reports/threshold.json"
 METRICS = "reports/metrics.json"
-PER_TYPE = "reports/per_type.json"  # not a DVC metric: `dvc exp show` stays narrow
+DETAIL = "reports/detail.json"  # not DVC metrics: `dvc exp show` stays narrow
+PER_TYPE = "reports/per_type.json"
 
 
 def main() -> None:
@@ -27,21 +31,25 @@ def main() -> None:
     log.info("%s: ROC-AUC %s, PR-AUC %s, F1 %.4f at threshold %.6g",
              primary, result["roc_auc"], result["pr_auc"], result["f1"], threshold)
     failed = read_json(BASELINE_RECORD)["failed"]  # baselines that raised: no scores, an error
-    result["baselines"] = {
-        **{name: ranking_metrics(labels["test_label"], s) for name, s in read_arrays(BASELINE_SCORES).items()},
-        **{name: {"error": error} for name, error in failed.items()},
+    detail = {
+        "scores": {name: ranking_metrics(labels["test_label"], s) for name, s in scores.items()},
+        "baselines": {
+            **{name: ranking_metrics(labels["test_label"], s) for name, s in read_arrays(BASELINE_SCORES).items()},
+            **{name: {"error": error} for name, error in failed.items()},
+        },
     }
     for group in ("scores", "baselines"):
-        for name, m in result[group].items():
+        for name, m in detail[group].items():
             log.info("%s %s: %s", group, name,
                      "failed" if "error" in m else f"ROC-AUC {m['roc_auc']}, PR-AUC {m['pr_auc']}")
-    result["reconstruction"] = reconstruction_metrics(read_arrays(TEST_RECONSTRUCTION), labels["test_label"])
-    result["latent"] = latent_metrics(read_arrays(TEST_LATENT), labels["test_label"])
-    log.info("normal test samples: reconstruction %s; latent %s", result["reconstruction"], result["latent"])
+    detail["reconstruction"] = reconstruction_metrics(read_arrays(TEST_RECONSTRUCTION), labels["test_label"])
+    detail["latent"] = latent_metrics(read_arrays(TEST_LATENT), labels["test_label"])
+    log.info("normal test samples: reconstruction %s; latent %s", detail["reconstruction"], detail["latent"])
     write_json(METRICS, result)
+    write_json(DETAIL, detail)
     write_json(PER_TYPE, per_type_metrics(labels["test_label"], labels["test_kind"], scores[primary], threshold))
     summary = (f"{primary}: ROC-AUC {result['roc_auc']}, F1 {result['f1']:.4f}; "
-               f"{len(result['baselines']) - len(failed)} baselines scored")
+               f"{len(detail['baselines']) - len(failed)} baselines scored")
     if failed:
         log.warning("%s; FAILED: %s (see reports/baselines.json)", summary,
                     "; ".join(f"{name} ({error})" for name, error in failed.items()))

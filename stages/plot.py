@@ -9,8 +9,9 @@ import numpy as np
 
 from vae_anomaly import plots
 from vae_anomaly.baselines import FIGURE_PREFIX
-from vae_anomaly.io import log, read_arrays, read_csv, read_json, run_stage, write_csv
+from vae_anomaly.io import log, read_arrays, read_json, run_stage, write_csv
 from vae_anomaly.params import load_params
+from vae_anomaly.training_log import read_history
 
 if TYPE_CHECKING:  # torch and the model are imported only to draw images (load_model)
     from vae_anomaly.models import VAE
@@ -21,7 +22,7 @@ MODEL = "data/model.pt"
 SCORES_DIR = "data/scores"
 BASELINE_SCORES = "data/baseline_scores/test.npz"
 THRESHOLD = "reports/threshold.json"
-HISTORY = "reports/train/history.csv"
+TRAINING_LOG = "reports/train"
 CURVES_DIR = "reports/curves"
 FIGURES_DIR = "reports/figures"
 
@@ -118,7 +119,7 @@ def main() -> None:
         log.info("the test set holds one class only: ROC and PR curves are left empty")
         write_csv(f"{CURVES_DIR}/roc.csv", {"fpr": [], "tpr": []})
         write_csv(f"{CURVES_DIR}/pr.csv", {"recall": [], "precision": []})
-    figures = make_figures(features, labels, scores, primary, threshold, read_csv(HISTORY), model, plot_p,
+    figures = make_figures(features, labels, scores, primary, threshold, read_history(TRAINING_LOG), model, plot_p,
                            read_arrays(BASELINE_SCORES))
     for name, fig in figures.items():
         plots.save_figure(fig, f"{FIGURES_DIR}/{name}.png")

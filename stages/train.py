@@ -1,14 +1,16 @@
-"""train: fit the VAE on normal training data, early-stopped on the validation split."""
+"""train: fit the VAE on normal training data, early-stopped on the validation split; each
+epoch logged with DVCLive as it ends."""
 import torch
 
-from vae_anomaly.io import log, read_arrays, run_stage, write_csv, write_json
+from vae_anomaly.io import log, read_arrays, run_stage, write_json
 from vae_anomaly.models import resolve_device, save_model
 from vae_anomaly.params import load_params
 from vae_anomaly.pipeline import train_model
+from vae_anomaly.training_log import epoch_log
 
 FEATURES = "data/prepared/features.npz"
 MODEL = "data/model.pt"
-HISTORY = "reports/train/history.csv"
+LOG_DIR = "reports/train"  # DVCLive's: metrics.json (the latest epoch), plots/metrics/*.tsv
 METRICS = "reports/train_metrics.json"
 
 
@@ -17,9 +19,10 @@ def main() -> None:
     log.info("read params.yaml: model=%s train=%s", params["model"], params["train"])
     device = resolve_device(params["train"]["device"])
     features = read_arrays(FEATURES)
-    model, history, summary = train_model(features["train"], features["val"], params, device)
+    with epoch_log(LOG_DIR) as log_epoch:
+        model, history, summary = train_model(features["train"], features["val"], params, device, log_epoch)
+    log.info("logged %d epochs to %s (DVCLive)", len(history), LOG_DIR)
     save_model(model, MODEL)
-    write_csv(HISTORY, {key: [row[key] for row in history] for key in history[0]})
     # CPU and CUDA kernels round differently, so the same params give other metrics there.
     write_json(METRICS, {**summary, "device": device.type, "torch": torch.__version__})
 

@@ -108,6 +108,9 @@ def test_review_of_a_beta_change(beta_changed):
                      rf"{'unchanged' if flagged == 0 else f'{flagged:+d}'} +\|", report), report
     assert re.search(r"> \*\*Warning:\*\* `dvc status`: .*\bplot\b.* run `dvc repro` first", report)
     assert re.search(r"\| reports/train_metrics.json +\| val_loss +\|", report), report
+    # kept out of dvc.yaml's metrics (and `dvc exp show`), still compared in the review
+    assert re.search(r"\| reports/detail.json +\| scores.negative_elbo.roc_auc +\|", report), report
+    assert re.search(r"\| reports/train/metrics.json +\| val.loss +\|", report), report
     page = (beta_changed / "reports/review_plots/index.html").read_text()
     assert '"rev": "HEAD"' in page and '"rev": "workspace"' in page  # both runs overlaid
     assert_offline(page)
@@ -132,6 +135,8 @@ def test_report_page_shows_every_metric_and_figure_offline(beta_changed):
     per_type = json.loads((beta_changed / "reports/per_type.json").read_text())
     assert re.search(rf"<td>mean_shift *</td><td>{per_type['mean_shift']['f1']:.4g} *</td>", page)
     assert "<h3>Per anomaly type</h3>" in page and "<h3>Data</h3>" in page
+    detail = json.loads((beta_changed / "reports/detail.json").read_text())
+    assert re.search(rf"<td>negative_elbo *</td><td>{detail['scores']['negative_elbo']['pr_auc']:.4g} *</td>", page)
     assert re.search(r'<p class="warning">`dvc status`: .*\bplot\b', page)  # not re-run
     assert page.count("vegaEmbed('#") >= 4  # ROC, PR, loss, KL
     for figure in (beta_changed / "reports/figures").glob("*.png"):

@@ -50,14 +50,14 @@ def test_single_class_has_no_auc():
     assert m["roc_auc"] is None and m["n_flagged"] == 1
 
 
-def test_evaluate_puts_the_headline_first_and_every_score_after():
+def test_evaluate_gives_the_primary_scores_metrics_headline_first():
     other = np.array([0.9, 0.8, 0.7, 0.2, 0.3])  # ranks every anomaly below every normal sample
     out = evaluate(LABELS, {"s": SCORES, "t": other}, "s", threshold=0.55)
     assert list(out)[:5] == ["roc_auc", "pr_auc", "f1", "n_flagged", "threshold"]
     assert (out["roc_auc"], out["threshold"], out["n_flagged"]) == (pytest.approx(5 / 6), 0.55, 2)
-    assert out["scores"]["s"]["roc_auc"] == pytest.approx(5 / 6)
-    assert out["scores"]["t"] == {"roc_auc": 0.0, "pr_auc": pytest.approx((1 / 4 + 2 / 5) / 2)}
-    assert "per_type" not in out  # its own file: not a column of `dvc exp show`
+    # scalars only: every other score, the baselines and per_type have files of their own,
+    # so `dvc exp show` stays narrow
+    assert not any(isinstance(v, dict) for v in out.values())
 
 
 def test_per_type_compares_each_kind_with_all_normal_samples():

@@ -48,7 +48,7 @@ def run_stages(tmp_path, monkeypatch, x, y, **overrides) -> dict:
         importlib.import_module(f"stages.{stage}").main()
     reports = tmp_path / "reports"
     return {name: json.loads((reports / f"{name}.json").read_text())
-            for name in ("data_summary", "baselines", "train_metrics", "threshold", "metrics")}
+            for name in ("data_summary", "baselines", "train_metrics", "threshold", "metrics", "detail")}
 
 
 def assert_complete(reports: dict, tmp_path) -> None:
@@ -79,8 +79,8 @@ def test_a_small_table_runs_end_to_end_with_default_params(tmp_path, monkeypatch
     assert {param: (r["asked"], r["used"]) for param, r in recorded.items()} == adapted
     assert all(r["why"] for r in recorded.values())
     assert reports["baselines"]["failed"] == {}
-    assert set(reports["metrics"]["baselines"]) == {"iforest", "ecod", "knn", "autoencoder", "vae"}
-    for name, m in reports["metrics"]["baselines"].items():
+    assert set(reports["detail"]["baselines"]) == {"iforest", "ecod", "knn", "autoencoder", "vae"}
+    for name, m in reports["detail"]["baselines"].items():
         assert 0 <= m["roc_auc"] <= 1, name
 
 
@@ -89,7 +89,7 @@ def test_knn_k_is_adapted_to_the_training_rows_and_recorded(tmp_path, monkeypatc
     assert reports["baselines"]["adaptations"]["baselines.knn_neighbors"] == {
         "asked": 10, "used": 9, "why": "only 10 training rows; k must be below that",
     }
-    assert "roc_auc" in reports["metrics"]["baselines"]["knn"]
+    assert "roc_auc" in reports["detail"]["baselines"]["knn"]
 
 
 class Broken:
@@ -115,8 +115,8 @@ def test_a_baseline_that_raises_is_recorded_and_the_run_completes(tmp_path, monk
     assert_complete(reports, tmp_path)
     error = "UnboundLocalError: cannot access local variable 'loss' where it is not associated with a value"
     assert reports["baselines"]["failed"] == {"autoencoder": error}
-    assert reports["metrics"]["baselines"]["autoencoder"] == {"error": error}
-    assert set(reports["metrics"]["baselines"]) == {"iforest", "ecod", "knn", "autoencoder", "vae"}
+    assert reports["detail"]["baselines"]["autoencoder"] == {"error": error}
+    assert set(reports["detail"]["baselines"]) == {"iforest", "ecod", "knn", "autoencoder", "vae"}
     # one line where it failed, and the last line of evaluate names it again
     messages = [r.getMessage() for r in caplog.records]
     assert sum("baseline autoencoder failed" in m for m in messages) == 1
@@ -170,11 +170,11 @@ def test_deep_baselines_train_on_fewer_rows_than_one_batch(params):
 def test_review_names_failed_baselines(tmp_path):
     from scripts.review import failed_baselines
 
-    metrics = tmp_path / "metrics.json"
-    assert failed_baselines(metrics) == ""  # no run yet
-    metrics.write_text(json.dumps({"baselines": {"ecod": {"roc_auc": 0.7, "pr_auc": 0.5}}}))
-    assert failed_baselines(metrics) == ""
-    metrics.write_text(json.dumps({"baselines": {
+    detail = tmp_path / "detail.json"
+    assert failed_baselines(detail) == ""  # no run yet
+    detail.write_text(json.dumps({"baselines": {"ecod": {"roc_auc": 0.7, "pr_auc": 0.5}}}))
+    assert failed_baselines(detail) == ""
+    detail.write_text(json.dumps({"baselines": {
         "ecod": {"roc_auc": 0.7, "pr_auc": 0.5}, "vae": {"error": "ValueError: bad"},
     }}))
-    assert failed_baselines(metrics) == "`vae` (ValueError: bad)"
+    assert failed_baselines(detail) == "`vae` (ValueError: bad)"

@@ -125,11 +125,12 @@ def write_csv(path: str | Path, columns: dict[str, np.ndarray | list]) -> None:
     log.info("wrote %s", path)
 
 
-def read_csv(path: str | Path) -> dict[str, np.ndarray]:
+def read_csv(path: str | Path, delimiter: str = ",") -> dict[str, np.ndarray]:
+    """A table of numbers with a header row, by column (``delimiter="\t"`` for .tsv)."""
     path = Path(path)
     _require(path)
     log.info("read %s", path)
-    table = np.genfromtxt(path, delimiter=",", names=True, dtype=float, ndmin=1)
+    table = np.genfromtxt(path, delimiter=delimiter, names=True, dtype=float, ndmin=1)
     return {name: table[name] for name in table.dtype.names}
 
 

@@ -95,15 +95,14 @@ def evaluate(
     primary: str,
     threshold: float,
 ) -> dict[str, Any]:
-    """The metrics document: the primary score's detection metrics and the threshold first,
-    the headline of `dvc exp show`; then every score's ranking metrics under ``scores``."""
+    """The metrics document: the primary score's detection metrics at the threshold, the
+    headline first (`dvc exp show` and `dvc metrics diff` list keys in file order)."""
     headline = detection_metrics(labels, scores[primary], threshold)
     first = ("roc_auc", "pr_auc", "f1", "n_flagged")
     return {
         **{k: headline[k] for k in first},
         "threshold": threshold,
         **{k: v for k, v in headline.items() if k not in first},
-        "scores": {name: ranking_metrics(labels, s) for name, s in scores.items()},
     }
 
 

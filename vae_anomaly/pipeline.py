@@ -2,6 +2,7 @@
 the detection suite (``benchmarks/suite.py``) share."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,10 +41,12 @@ def check_data_fits_likelihood(likelihood: str, train_x: np.ndarray) -> None:
 
 
 def train_model(
-    train_x: np.ndarray, val_x: np.ndarray, params: dict[str, Any], device: torch.device
+    train_x: np.ndarray, val_x: np.ndarray, params: dict[str, Any], device: torch.device,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> tuple[VAE, list[dict[str, float]], dict[str, Any]]:
     """Build and fit the model of ``params`` (sections ``model`` and ``train``); return it,
-    its history (one row per epoch) and the summary that ``train_metrics.json`` records."""
+    its history (one row per epoch, each also given to ``on_epoch`` as it ends) and the
+    summary that ``train_metrics.json`` records."""
     model_p, train_p = params["model"], params["train"]
     config = model_config(model_p, train_x.shape[1:])
     check_data_fits_likelihood(config.likelihood, train_x)
@@ -53,7 +56,7 @@ def train_model(
     log.info("model (%d parameters) on %s:\n%s", n_params, device, model)
 
     batch_size, adapted = capped_batch_size("train.batch_size", train_p["batch_size"], len(train_x))
-    history = fit(model, train_x, val_x, model_p["beta"], {**train_p, "batch_size": batch_size}, device)
+    history = fit(model, train_x, val_x, model_p["beta"], {**train_p, "batch_size": batch_size}, device, on_epoch)
     at_full_beta = [row for row in history if row["kl_weight"] >= model_p["beta"]] or history
     best = min(at_full_beta, key=lambda row: row["val_loss"])
     summary = {

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -53,8 +54,10 @@ def fit(
     beta: float,
     train: dict[str, Any],
     device: torch.device,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``model`` in place; return one history row per epoch.
+    """Train ``model`` in place; return one history row per epoch, each also handed to
+    ``on_epoch`` as the epoch ends (the train stage logs it with DVCLive).
 
     Validation loss is the objective at the full beta, so epochs are comparable while the
     KL weight anneals. Early stopping only counts epochs trained at the full beta; the
@@ -110,6 +113,8 @@ def fit(
                 "cannot fit: check the data (reports/data_summary.json), or lower train.lr",
             )
             history.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
             epochs.set_postfix(train=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}", refresh=False)
             if weight < beta:
                 continue  # still annealing: the objective is not yet the one we stop on
