@@ -8,7 +8,7 @@ from packaging.requirements import Requirement
 
 from conftest import ROOT
 
-NOT_IMPORTED_BY_THE_PACKAGE = {"dvc", "tabulate", "ray", "pytest", "hypothesis"}  # the pipeline's and the tests' extras
+NOT_IMPORTED_BY_THE_PACKAGE = {"dvc", "dvclive", "tabulate", "ray", "pytest", "hypothesis"}  # the pipeline's and the tests' extras
 
 
 def pinned() -> dict[str, str]:
