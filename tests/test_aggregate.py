@@ -122,6 +122,7 @@ def test_with_detail_reads_reports_detail_json_at_each_finished_runs_revision(mo
     assert rows[0]["reports/detail.json:reconstruction.mse_normal"] == 0.2
     assert rows[1]["reports/detail.json:scores.negative_elbo.roc_auc"] == 0.7
     assert rows[2:] == [{"rev": "old"}, {"rev": "q", "State": "Queued"}]
-    runs, _ = collect_runs([{**row("s-b1", "vae", 1, 2, 0, 0.6, 0.1, 1.0), **{
-        f"reports/detail.json:{k}": v for k, v in {"reconstruction.mse_normal": 0.3, "scores.iwae.roc_auc": 0.9}.items()}}])
+    detail = {"reconstruction.mse_normal": 0.3, "scores.iwae.roc_auc": 0.9}
+    runs, _ = collect_runs([{**row("s-b1", "vae", 1, 2, 0, 0.6, 0.1, 1.0),
+                             **{f"reports/detail.json:{k}": v for k, v in detail.items()}}])
     assert runs[0].metrics["reconstruction.mse_normal"] == 0.3 and runs[0].metrics["scores.iwae.roc_auc"] == 0.9

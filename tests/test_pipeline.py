@@ -170,6 +170,24 @@ def test_predict_on_the_test_rows_gives_the_score_stages_scores(project):
     np.testing.assert_array_equal(got["anomaly"], expected[score["primary"]] > threshold)
 
 
+def test_a_registered_detector_is_fetched_by_name_and_loads(project, tmp_path):
+    """dvc.yaml's artifact: a version tagged as `gto register` tags it, fetched as DVC's model
+    registry fetches it (`dvc artifacts get`), and scored with."""
+    from vae_anomaly import Detector
+
+    dvc("repro", cwd=project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "run", "--allow-empty"], project)
+    run(["git", "tag", "-a", "detector@v0.1.0", "-m", "Registering artifact detector version v0.1.0"], project)
+    dvc("artifacts", "get", ".", "detector", "-o", str(tmp_path / "detector"), cwd=project)
+    detector = Detector.load(tmp_path / "detector", "cpu")
+    with np.load(project / "data/prepared/features.npz") as features, \
+            np.load(project / "data/prepared/scaling.npz") as scaling:
+        rows = features["test"][:50].astype(np.float64) * scaling["std"] + scaling["mean"]
+    with np.load(project / "data/scores/test.npz") as scores:
+        np.testing.assert_allclose(detector.decision_function(rows), scores[detector.primary][:50], rtol=1e-5)
+
+
 def test_bad_param_stops_the_stage_with_a_clear_message(project):
     params_path = project / "params.yaml"
     good = params_path.read_text()
@@ -193,7 +211,9 @@ def module_file(name: str, root: Path = ROOT) -> Path | None:
     if name.split(".")[0] not in PACKAGES:
         return None
     path = root.joinpath(*name.split("."))
-    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
+    if path.is_dir():
+        return path / "__init__.py"
+    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
 
 
 def imported_modules(path: Path, root: Path = ROOT) -> set[str]:

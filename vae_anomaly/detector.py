@@ -11,8 +11,9 @@ scales tables as ``prepare`` does (``data.Scaling``), so it scores a row as the 
 the ``detector`` stage saves the pipeline's own into ``data/detector/`` (docs/detector.md).
 
 A saved detector is a folder of three files, none read with pickle:
-- ``detector.json``: the format version, the params sections, the input's shape, the
-  threshold and the library versions it was saved with;
+- ``detector.json``: the format version, the params sections, ``val_fraction`` and
+  ``contamination``, the input's shape, the threshold and the library versions it was saved
+  with;
 - ``model.pt``: weights and model config (``models.save_model``, loaded with weights_only);
 - ``arrays.npz``: the training split's scaling (tables only), the arrays the reference
   scores are fitted from (``scores.reference_arrays``), and the training scores.
