@@ -89,11 +89,13 @@ def prepared(tmp_path_factory):
     return root
 
 
-# The train stage with fsync replaced by a SIGKILL: it dies at its first atomic write, the
-# model's, after the new model's bytes are in the temporary file and before the rename.
+# The train stage with our atomic writes' fsync replaced by a SIGKILL: it dies at its first
+# atomic write, the model's, after the new model's bytes are in the temporary file and before
+# the rename. (Not os.fsync: DVCLive fsyncs its own signal file for VS Code every epoch.)
 KILLED_AT_FIRST_FSYNC = """
 import os, runpy, signal, sys
-os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
+import vae_anomaly.io
+vae_anomaly.io._fsync = lambda path: os.kill(os.getpid(), signal.SIGKILL)
 sys.argv = ["stages.train"]
 runpy.run_module("stages.train", run_name="__main__", alter_sys=True)
 """
