@@ -160,10 +160,28 @@ def require_finite(values: np.ndarray, what: str, fix: str) -> None:
     )
 
 
+_quiet = False  # set by quiet_inner_work
+
+
 def show_progress() -> bool:
     """Progress bars only on a terminal, never in CI (the CI variable set): in a piped log
     every redraw of a bar is one more carriage-return-separated copy of it."""
-    return sys.stderr.isatty() and not os.environ.get("CI")
+    return not _quiet and sys.stderr.isatty() and not os.environ.get("CI")
+
+
+@contextlib.contextmanager
+def quiet_inner_work() -> Iterator[None]:
+    """Inside work that reports its own progress, one bar and one log line per piece (the
+    study's runs): no progress bars and only the package's warnings, both restored after."""
+    global _quiet
+    quiet, level = _quiet, log.level
+    _quiet = True
+    log.setLevel(max(logging.WARNING, log.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        _quiet = quiet
+        log.setLevel(level)
 
 
 def exit_on_ctrl_c() -> None:

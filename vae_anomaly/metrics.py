@@ -106,14 +106,18 @@ def evaluate(
     }
 
 
+def anomaly_kind_rows(kinds: np.ndarray) -> dict[str, np.ndarray]:
+    """Per anomaly kind (sorted), the rows that set it against every normal sample (a mask)."""
+    normal = kinds == NORMAL
+    return {kind: normal | (kinds == kind) for kind in sorted(set(kinds.tolist()) - {NORMAL})}
+
+
 def per_type_metrics(
     labels: np.ndarray, kinds: np.ndarray, scores: np.ndarray, threshold: float
 ) -> dict[str, dict[str, Any]]:
     """The primary ``scores`` per anomaly kind: that kind against all normal samples."""
-    normal = kinds == NORMAL
     out = {}
-    for kind in sorted(set(kinds.tolist()) - {NORMAL}):
-        subset = normal | (kinds == kind)
+    for kind, subset in anomaly_kind_rows(kinds).items():
         m = detection_metrics(labels[subset], scores[subset], threshold)
         out[kind] = {k: m[k] for k in ("roc_auc", "pr_auc", "recall", "f1", "n_anomalies")}
     return out

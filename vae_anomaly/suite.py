@@ -124,15 +124,25 @@ class Prepared:
     development: np.ndarray  # test rows whose labels may choose methods
 
 
-def prepare(task: Task, split_seed: int) -> Prepared:
-    splits = make_splits(task.params["data"])
+def capped_splits(
+    data_params: dict[str, Any], limits: dict[str, int], seed: int
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """The splits of ``data_params`` (``make_splits``), each capped to its entry of ``limits``
+    (a seeded subsample; a split not named is kept whole): the features of train, val and
+    test, and the test labels and kinds."""
+    splits = make_splits(data_params)
     features = {"train": splits.train, "val": splits.val, "test": splits.test}
-    labels = splits.test_label
+    labels, kinds = splits.test_label, splits.test_kind
     for split in features:
-        rows = capped(features[split], task.limits.get(split), split_seed)
+        rows = capped(features[split], limits.get(split), seed)
         features[split] = features[split][rows]
         if split == "test":
-            labels = labels[rows]
+            labels, kinds = labels[rows], kinds[rows]
+    return features, labels, kinds
+
+
+def prepare(task: Task, split_seed: int) -> Prepared:
+    features, labels, _ = capped_splits(task.params["data"], task.limits, split_seed)
     if len(np.unique(labels)) < 2:
         raise UserError(f"suite task {task.name}: its test split has one class only")
     return Prepared(features, labels, development_mask(labels, split_seed))
