@@ -50,6 +50,25 @@ def compute_seconds(result: dict[str, Any]) -> float:
     return sum(sum(run["seconds"].values()) for runs in result["training"].values() for run in runs)
 
 
+def summary_table(result: dict[str, Any]) -> list[str]:
+    """Per family: the recommended detector's mean ROC-AUC and the best baseline's (by mean
+    ROC-AUC on the same half), each with its CI, and the tasks each wins."""
+    half = result["protocol"]["half"]
+    rows = []
+    for family, fam in result["families"].items():
+        detectors, versus = fam["detectors"], fam.get("versus_best_baseline")
+        ours = result["protocol"]["recommended"][family]
+        if versus is None:
+            continue
+        best = versus["baseline"]
+        low, high = versus["roc_auc_difference_ci"]
+        rows.append([family, str(len(fam["tasks"])), f"`{ours}`", with_ci(detectors[ours], "roc_auc"),
+                     f"{best} {with_ci(detectors[best], 'roc_auc')}",
+                     f"{versus['roc_auc_difference']:+.3f} [{low:+.3f}, {high:+.3f}]"])
+    return table(["family", "tasks", "recommended", f"its mean ROC-AUC ({half} halves)", "best baseline",
+                  "difference (paired CI)"], rows)
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The suite's tables: per family, every detector's mean over tasks (95% bootstrap CI,
     std over seeds, wins), then each task's report ROC-AUC and PR-AUC with their CIs."""
@@ -63,10 +82,12 @@ def markdown(result: dict[str, Any]) -> str:
         + 
         f"Mean over seeds {proto['seeds']}; [{proto['ci_level']:.0%} bootstrap CI over test rows, "
         f"{proto['bootstrap_resamples']} resamples within each class]; ± = std over seeds of the mean. "
-        f"Recommended: " + ", ".join(f"{kind}: `{d}`" for kind, d in proto["recommended"].items()) + ".",
+        "Recommended per family: bold in its table.",
+        "", "## Summary: the recommended detector against the best baseline", "",
+        *summary_table(result),
     ]
     for family, fam in result["families"].items():
-        recommended = proto["recommended"][fam["kind"]]
+        recommended = proto["recommended"][family]
         detectors = sorted(fam["detectors"], key=lambda d: -fam["detectors"][d]["roc_auc"])
         lines += ["", f"## {family} ({len(fam['tasks'])} tasks, {fam['kind']})", ""]
         rows = []
@@ -108,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.config.is_file():
         raise UserError(f"{args.config} not found; run from the project root")
-    suite = load_suite(yaml.safe_load(args.config.read_text()), load_params(), args.data_root.rstrip("/"))
+    suite = load_suite(yaml.safe_load(args.config.read_text()), load_params(resolve=False), args.data_root.rstrip("/"))
     only = args.tasks.split(",") if args.tasks else suite.quick if args.quick else None
     if args.seeds:
         suite.seeds = [int(s) for s in args.seeds.split(",")]

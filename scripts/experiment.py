@@ -26,10 +26,11 @@ import yaml
 from tabulate import tabulate
 
 from vae_anomaly.io import UserError, atomic_path, log, run_main
-from vae_anomaly.params import set_dotted, validate
+from vae_anomaly.params import load_params, set_dotted, validate
 
 PARAMS = Path("params.yaml")
 METRICS = Path("reports/metrics.json")
+DETAIL = Path("reports/detail.json")
 PER_TYPE = Path("reports/per_type.json")
 TRAIN_METRICS = Path("reports/train_metrics.json")
 TABLE_DIR = Path("reports/experiments")
@@ -57,11 +58,17 @@ def plan(spec: dict[str, Any], params: dict[str, Any]) -> list[tuple[str, dict[s
 
 
 def summary_row(
-    name: str, metrics: dict[str, Any], per_type: dict[str, Any], train: dict[str, Any]
+    name: str, primary: str, metrics: dict[str, Any], detail: dict[str, Any], per_type: dict[str, Any],
+    train: dict[str, Any],
 ) -> dict[str, Any]:
-    row = {"experiment": name}
+    """One experiment: the primary score (``score.primary`` as resolved) and its metrics, then
+    every other score's ROC-AUC beside it (the negative ELBO among them), then per anomaly kind."""
+    row = {"experiment": name, "score.primary": primary}
     for key in ("roc_auc", "pr_auc", "f1", "balanced_accuracy", "n_flagged", "threshold"):
         row[key] = metrics.get(key)
+    for score, m in detail.get("scores", {}).items():
+        if score != primary:
+            row[f"{score} roc_auc"] = m.get("roc_auc")
     for kind, m in per_type.items():
         row[f"{kind} roc_auc"] = m.get("roc_auc")
     row["final_train_loss"] = train.get("final_train_loss")
@@ -111,7 +118,8 @@ def main() -> None:
         log.info("running %s", " ".join(cmd))
         if subprocess.run(cmd).returncode:
             raise UserError(f"experiment {name} failed; see the stage output above")
-        rows.append(summary_row(name, *(json.loads(p.read_text()) for p in (METRICS, PER_TYPE, TRAIN_METRICS))))
+        primary = load_params(PARAMS)["score"]["primary"]  # the experiment's, "auto" resolved
+        rows.append(summary_row(name, primary, *(json.loads(p.read_text()) for p in (METRICS, DETAIL, PER_TYPE, TRAIN_METRICS))))
     table = markdown_table(rows)
     with atomic_path(TABLE_DIR / f"{spec['name']}.md") as tmp:
         tmp.write_text(table)

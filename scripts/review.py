@@ -27,6 +27,7 @@ from tabulate import tabulate
 
 from scripts.report import run_dvc, stale_stages, stale_warning, write_plots_page
 from vae_anomaly.io import UserError, atomic_path, run_main
+from vae_anomaly.params import resolve_auto
 
 OUT = "reports/review.md"
 PLOTS_DIR = "reports/review_plots"
@@ -60,10 +61,14 @@ def run_summary(rev: str | None) -> tuple[dict[str, Any], str | None]:
     except FileNotFoundError:
         metrics = {}
     try:
-        primary = dvc.api.params_show(rev=rev).get("score", {}).get("primary")
+        params = dvc.api.params_show(rev=rev)
     except Exception:  # no params.yaml, or one DVC cannot read: the headline says "?"
-        primary = None
-    return metrics, primary
+        return metrics, None
+    try:
+        params = resolve_auto(params)  # score.primary "auto" is the score that was thresholded
+    except (KeyError, TypeError):  # a revision's params from before "auto": as they are
+        pass
+    return metrics, params.get("score", {}).get("primary")
 
 
 def change(old: Any, new: Any, higher_is_better: bool | None) -> str:

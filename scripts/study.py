@@ -21,7 +21,8 @@ Each run trains and reads one model in a worker process (vae_anomaly.study); its
 metrics become a row of reports/study/<dataset>/runs.csv as soon as it finishes, and a rerun
 skips every run already there, so a study cut short goes on where it stopped, and a finished
 one only rebuilds the report. Every run reads detection two ways: the reconstruction error
-and the project's recommended image score (benchmarks/suite.yaml, kinds.images.recommended).
+and the project's recommended image score for the study's Bernoulli model (score.primary
+"auto": ``combined``, of smoothed_reconstruction_mse and latent_knn; params.AUTO_SCORES).
 """
 from __future__ import annotations
 
@@ -34,12 +35,11 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
-import yaml
 
 from scripts import aggregate
 from vae_anomaly import study
 from vae_anomaly.io import UserError, log, run_main, write_json
-from vae_anomaly.params import SCORES, ParamsError, load_params, set_dotted, validate
+from vae_anomaly.params import AUTO, SCORES, ParamsError, load_params, resolve_auto, set_dotted, validate
 
 BETAS = (0.1, 1.0, 10.0, 100.0)
 LATENT_SIZES = (20, 64, 256)
@@ -69,52 +69,39 @@ RECONSTRUCTION = "reconstruction_mse"  # the paper's reading of detection
 ALSO_RECORDED = "negative_elbo"
 # Phase 2's β: the best by the paper's reading (phase 2 tests the paper's remedies).
 CHOOSE_BY = f"scores.{RECONSTRUCTION}.roc_auc"
-SUITE_SPEC = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.yaml"
-# score.* keys the study sets itself; the image kind's other score.* settings of the suite
-# (score.combine, knn_neighbors, ...) come with its recommended score.
-OWN_SCORE_KEYS = ("score.names", "score.primary", "score.elbo_samples")
-
-
-def recommended_image_score(override: str | None) -> tuple[str, dict[str, Any]]:
-    """The recommended image score, kinds.images.recommended of benchmarks/suite.yaml (the one
-    place it is written) unless ``override``, and the image kind's score settings there."""
-    images = yaml.safe_load(SUITE_SPEC.read_text())["kinds"]["images"]
-    settings = {k: v for k, v in (images.get("set") or {}).items() if k.startswith("score.") and k not in OWN_SCORE_KEYS}
-    return override or images["recommended"], settings
-
-
-def score_names(recommended: str, settings: dict[str, Any]) -> list[str]:
-    """The scores the study reads, and those the recommended one is made of (``combined``)."""
-    parts = settings.get("score.combine", []) if recommended == "combined" else []
-    return list(dict.fromkeys([RECONSTRUCTION, ALSO_RECORDED, *parts, recommended]))
 
 
 def base_params(args: argparse.Namespace, params_path: Path = Path("params.yaml")) -> dict[str, Any]:
     """params.yaml with the study's settings: every run's params but the VARYING ones."""
-    recommended, settings = recommended_image_score(args.image_score)
     overrides = {
         "data.source": args.dataset, "data.classes": HELD_OUT[args.dataset], **STUDY_PARAMS,
-        **ARCHITECTURES[args.architecture], **settings,
+        **ARCHITECTURES[args.architecture],
         "train.epochs": args.epochs, "train.patience": args.patience,
         # params.yaml's 10 epochs of warm-up and 4 cycles, fewer in a short smoke run
         "train.kl_warmup_epochs": min(10, args.epochs // 2),
         "train.kl_cycles": max(1, min(4, args.epochs // 2)),
-        "score.names": score_names(recommended, settings), "score.primary": recommended,
+        # "auto": the project's recommended image score for the study's model (params.AUTO_SCORES),
+        # and the scores it is made of; the paper's reading, reconstruction_mse, is among them
+        "score.names": AUTO if args.image_score is None else list(dict.fromkeys([RECONSTRUCTION, ALSO_RECORDED, args.image_score])),
+        "score.primary": AUTO if args.image_score is None else args.image_score,
         "score.elbo_samples": args.elbo_samples,
     }
     if args.data_root is not None:
         overrides.update({"data.root": str(args.data_root.resolve()), "data.download": False})
-    params = load_params(params_path)
+    params = load_params(params_path, resolve=False)
     for key, value in overrides.items():
         set_dotted(params, key, value, what="study setting", known_only=True)
-    return params
+    try:
+        return resolve_auto(validate(params))
+    except ParamsError as err:
+        raise UserError(f"the study's settings: {err}") from err
 
 
 def with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     params = copy.deepcopy(base)
     for key, value in overrides.items():
         set_dotted(params, key, value, what="study run", known_only=True)
-    return validate(params)
+    return resolve_auto(validate(params))
 
 
 def vae(beta: float, latent: int, seed: int, schedule: str = "constant", kind: str = "vae") -> dict[str, Any]:
@@ -150,10 +137,9 @@ def check_every_model_gives_the_scores(base: dict[str, Any], recommended: str) -
     text = "; ".join(problems)
     if "score.names" in text:
         raise UserError(
-            f"the study cannot read every run with score.names = {base['score']['names']} (the recommended "
-            f"image score {recommended!r} is benchmarks/suite.yaml's kinds.images.recommended, or "
-            f"--image-score): {text}. Pass --image-score with a score every model of the study gives "
-            f"(e.g. latent_knn), or change the recommendation")
+            f"the study cannot read every run with score.names = {base['score']['names']} (score.primary "
+            f"{recommended!r}): {text}. Pass --image-score with a score every model of the study gives "
+            f"(e.g. latent_knn)")
     raise UserError(f"the study's settings make invalid runs: {text}")
 
 
@@ -250,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     budget.add_argument("--patience", type=int, default=5, help="epochs without validation improvement before stopping")
     budget.add_argument("--elbo-samples", type=int, default=1, help="posterior samples of the negative ELBO score")
     budget.add_argument("--image-score", choices=SCORES, help="read detection with this score instead of "
-                        "benchmarks/suite.yaml's kinds.images.recommended")
+                        "the recommended image score for the study's model (score.primary: auto)")
     grid = parser.add_argument_group("grid (smaller for a smoke run; the runs it keeps are the full study's)")
     grid.add_argument("--latent-sizes", type=int, nargs="+", default=list(LATENT_SIZES), metavar="Z")
     grid.add_argument("--seeds", type=int, default=SEEDS, help="phase-1 seeds (0 to N-1)")

@@ -11,7 +11,15 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ["DVC_STUDIO_OFFLINE"] = "true"
 
 
+def raw_params() -> dict:
+    """A fresh copy of the project's params.yaml as written, its "auto" values kept."""
+    return copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
+
+
 @pytest.fixture
 def params():
-    """A fresh copy of the project's params.yaml, as a dict."""
-    return copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    """A fresh copy of the project's params.yaml, its "auto" values resolved for its data (the
+    synthetic table), as the stages see it."""
+    from vae_anomaly.params import resolve_auto
+
+    return resolve_auto(raw_params())

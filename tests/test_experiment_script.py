@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from scripts.experiment import markdown_table, override_arg, plan
+from scripts.experiment import markdown_table, override_arg, plan, summary_row
 from vae_anomaly.io import UserError
 from vae_anomaly.params import ParamsError
 
@@ -43,3 +43,12 @@ def test_markdown_table():
         "| a            | 0.9123    |",
         "| b            | -         |",
     ]
+
+
+def test_the_summary_leads_with_the_primary_score_and_keeps_the_others_beside_it():
+    detail = {"scores": {"combined": {"roc_auc": 0.95}, "negative_elbo": {"roc_auc": 0.39}}}
+    row = summary_row("trouser", "combined", {"roc_auc": 0.95, "f1": 0.5}, detail,
+                      {"1 - trouser": {"roc_auc": 0.95}}, {"final_train_loss": 1.0})
+    assert list(row)[:3] == ["experiment", "score.primary", "roc_auc"]
+    assert (row["score.primary"], row["roc_auc"], row["negative_elbo roc_auc"]) == ("combined", 0.95, 0.39)
+    assert "combined roc_auc" not in row  # the headline is not repeated

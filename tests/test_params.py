@@ -3,23 +3,56 @@ import difflib
 import pytest
 import yaml
 
-from conftest import ROOT
-from vae_anomaly.params import ParamsError, default_params, load_params, validate
+from conftest import ROOT, raw_params
+from vae_anomaly.params import ParamsError, default_params, load_params, resolve_auto, validate
 
 
 def test_default_params_are_valid(params):
     assert validate(params) is params
 
 
-def test_params_yaml_holds_the_schemas_defaults(params):
+def test_params_yaml_holds_the_schemas_defaults():
     """The schema's defaults (a Detector's, when a key is not given) are the project's
     params.yaml: a default changed in one place and not the other fails here."""
+    params = raw_params()
     defaults = default_params()
     assert validate(defaults) is defaults
     differ = [key for key, a, b in _leaves(defaults, params) if a != b]
     assert not differ, f"vae_anomaly/params.py's defaults and params.yaml differ at {differ}; change both"
-    defaults["model"]["hidden_dims"].append(1)
-    assert default_params()["model"]["hidden_dims"] == params["model"]["hidden_dims"]  # a fresh copy
+    defaults["model"]["conv_channels"].append(1)
+    assert default_params()["model"]["conv_channels"] == params["model"]["conv_channels"]  # a fresh copy
+
+
+def test_auto_resolves_by_the_data_and_protocol():
+    """"auto" becomes the suite's recommendation for the data: tables keep the MLP 128-64-8, the
+    Gaussian decoder and latent_residual_knn; images get the MLP 400-20 and ``combined``, of
+    complexity_corrected with the discretised logistic decoder when whole classes are held
+    out, else of the smoothed reconstruction error with the Bernoulli decoder; a key set by
+    hand stays, and the scores follow the model it makes."""
+    tables = load_params(ROOT / "params.yaml")
+    assert (tables["model"]["hidden_dims"], tables["model"]["latent_dim"], tables["model"]["likelihood"]) == ([128, 64], 8, "gaussian")
+    assert tables["score"]["primary"] == "latent_residual_knn"
+    assert tables["score"]["names"] == ["latent_residual_knn", "reconstruction_mse", "negative_elbo"]
+    raw = raw_params()
+    raw["data"].update(source="mnist", protocol="held_out", classes=[1])
+    held_out = resolve_auto(validate(raw))
+    assert (held_out["model"]["hidden_dims"], held_out["model"]["latent_dim"]) == ([400], 20)
+    assert held_out["model"]["likelihood"] == "discretized_logistic"
+    assert (held_out["score"]["primary"], held_out["score"]["combine"]) == ("combined", ["complexity_corrected", "latent_knn"])
+    assert {"negative_elbo", "reconstruction_mse"} <= set(held_out["score"]["names"])
+    raw["data"]["protocol"] = "one_class"
+    one_class = resolve_auto(validate(raw))
+    assert one_class["model"]["likelihood"] == "bernoulli"
+    assert one_class["score"]["combine"] == ["smoothed_reconstruction_mse", "latent_knn"]
+    raw["data"]["protocol"] = "held_out"
+    raw["model"]["kind"] = "ae"  # no posterior variance: complexity_corrected cannot be computed
+    assert resolve_auto(validate(raw))["score"]["combine"] == ["smoothed_reconstruction_mse", "latent_knn"]
+    raw["model"]["kind"], raw["model"]["latent_dim"], raw["score"]["primary"] = "vae", 4, "latent_knn"
+    mine = resolve_auto(validate(raw))
+    assert (mine["model"]["latent_dim"], mine["score"]["primary"]) == (4, "latent_knn")
+    raw["score"]["names"] = ["reconstruction_mse"]  # primary must be among the names given
+    with pytest.raises(ParamsError, match="score.primary = 'latent_knn' must be one of score.names"):
+        validate(raw)
 
 
 def _leaves(a: dict, b: dict, prefix: str = ""):
@@ -35,8 +68,8 @@ def _leaves(a: dict, b: dict, prefix: str = ""):
     "section, key, value, message",
     [
         ("model", "beta", -1, "model.beta = -1 is not allowed; expected a number >= 0"),
-        ("model", "latent_dim", 0, "model.latent_dim = 0 is not allowed; expected an integer >= 1"),
-        ("model", "latent_dim", 2.5, "expected an integer"),
+        ("model", "latent_dim", 0, "model.latent_dim = 0 is not allowed; expected 'auto' or an integer >= 1"),
+        ("model", "latent_dim", 2.5, "expected 'auto' or an integer"),
         ("threshold", "method", "median", "one of 'mean_std', 'percentile'"),
         ("train", "epochs", "ten", "train.epochs = 'ten'"),
         ("train", "lr", 0, "train.lr = 0 is not allowed; expected a number > 0"),

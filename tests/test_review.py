@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from test_pipeline import dvc, make_project, run
+from vae_anomaly.params import resolve_auto
 
 
 def script(name: str, *args: str, cwd: Path, path_first: Path | None = None):
@@ -99,7 +100,7 @@ def test_review_of_a_beta_change(beta_changed):
     after = json.loads((beta_changed / "reports/metrics.json").read_text())
     delta = after["roc_auc"] - before["roc_auc"]
     verdict = "better" if delta > 0 else "worse"
-    primary = yaml.safe_load(committed)["score"]["primary"]
+    primary = resolve_auto(yaml.safe_load(committed))["score"]["primary"]
     headline = (f"**ROC-AUC of `{primary}`: {before['roc_auc']:.3g} → {after['roc_auc']:.3g}, "
                 f"{delta:+.3g} ({verdict})**")
     assert headline in report and report.index(headline) < report.index("### All metrics")

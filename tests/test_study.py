@@ -1,5 +1,5 @@
-"""scripts/study.py and vae_anomaly/study.py: the paper's grid, the recommended score read from
-the suite's file, and the whole study end to end on tiny MNIST files (never ../shared),
+"""scripts/study.py and vae_anomaly/study.py: the paper's grid, the recommended image score of
+its model ("auto"), and the whole study end to end on tiny MNIST files (never ../shared),
 killed mid-way and resumed."""
 import argparse
 import csv
@@ -16,15 +16,6 @@ from vae_anomaly import study
 from vae_anomaly.io import UserError
 
 
-def suite_spec(tmp_path, recommended, **score_settings):
-    """A benchmarks/suite.yaml whose image kind recommends ``recommended``."""
-    path = tmp_path / "suite.yaml"
-    path.write_text(yaml.safe_dump({"kinds": {"images": {"recommended": recommended, "set": {
-        "model.likelihood": "discretized_logistic", "score.primary": "complexity_corrected",
-        **{f"score.{k}": v for k, v in score_settings.items()}}}}}))
-    return path
-
-
 def options(**changes):
     defaults = dict(dataset="mnist", data_root=None, image_score=None, architecture="mlp", epochs=30,
                     patience=5, elbo_samples=1)
@@ -32,11 +23,9 @@ def options(**changes):
 
 
 @pytest.fixture
-def combined_spec(tmp_path, monkeypatch):
-    """The suite recommends ``combined`` of latent_knn and the reconstruction error."""
+def combined_spec(monkeypatch):
+    """Runs from the project root, whose params.yaml leaves the image score "auto"."""
     monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(cli, "SUITE_SPEC", suite_spec(tmp_path, "combined", combine=["latent_knn", "reconstruction_mse"],
-                                                      knn_neighbors=3))
 
 
 def test_grid_is_the_papers_and_every_run_is_valid(combined_spec):
@@ -48,19 +37,20 @@ def test_grid_is_the_papers_and_every_run_is_valid(combined_spec):
     first = planned[0].params
     assert first["data"]["classes"] == [1, 7] and first["data"]["protocol"] == "held_out"
     assert (first["model"]["architecture"], first["model"]["hidden_dims"], first["model"]["likelihood"]) == ("mlp", [400], "bernoulli")
-    # the recommended score from the suite's file, with what it is made of and its settings
-    assert first["score"]["names"] == ["reconstruction_mse", "negative_elbo", "latent_knn", "combined"]
-    assert (first["score"]["primary"], first["score"]["knn_neighbors"]) == ("combined", 3)
-    assert first["model"]["likelihood"] == "bernoulli"  # the suite's other settings stay out
+    # the recommended image score of a Bernoulli model, with what it is made of and the paper's reading
+    assert first["score"]["names"] == ["combined", "smoothed_reconstruction_mse", "latent_knn", "negative_elbo",
+                                       "reconstruction_mse"]
+    assert (first["score"]["primary"], first["score"]["combine"]) == ("combined", ["smoothed_reconstruction_mse", "latent_knn"])
     cli.check_every_model_gives_the_scores(base, "combined")
 
 
-def test_a_recommended_score_the_models_cannot_give_stops_before_any_run(tmp_path, monkeypatch):
+def test_a_score_the_models_cannot_give_stops_before_any_run(monkeypatch):
     monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(cli, "SUITE_SPEC", suite_spec(tmp_path, "complexity_corrected"))
-    base = cli.base_params(options())
-    with pytest.raises(UserError, match=r"'complexity_corrected'.*discretized_logistic.*model.kind = 'ae'.*--image-score"):
-        cli.check_every_model_gives_the_scores(base, "complexity_corrected")
+    with pytest.raises(UserError, match=r"the study's settings: .*'complexity_corrected'.*discretized_logistic"):
+        cli.base_params(options(image_score="complexity_corrected"))
+    base = cli.base_params(options(image_score="kl_to_prior"))  # fine for the β-VAE, not the others
+    with pytest.raises(UserError, match=r"'kl_to_prior'.*model.kind = 'ae'.*--image-score"):
+        cli.check_every_model_gives_the_scores(base, "kl_to_prior")
     base = cli.base_params(options(image_score="latent_knn"))  # the way out it names
     assert base["score"]["primary"] == "latent_knn"
     cli.check_every_model_gives_the_scores(base, "latent_knn")

@@ -38,7 +38,8 @@ from .io import UserError, log, read_arrays, write_arrays, write_json
 from .models import VAE, load_model, resolve_device, save_model
 from . import __version__
 from .params import (
-    IMAGE_ONLY_SCORES, SCHEMA, Number, ParamsError, check_scores_apply, default_params, validate,
+    IMAGE_ONLY_SCORES, SCHEMA, Number, ParamsError, check_scores_apply, default_params, resolve_sections,
+    validate,
 )
 from .pipeline import SPLITS, check_data_fits_likelihood, train_model
 from .scores import (
@@ -114,10 +115,11 @@ class Detector(BaseDetector):
         """A detector of a validated params document (``params.load_params()``)."""
         return cls(**{name: params[name] for name in SECTIONS}, val_fraction=params["data"]["val_fraction"])
 
-    def checked_params(self) -> dict[str, dict[str, Any]]:
-        """The four sections in force: each key given, every other at its default; checked as
-        params.yaml is (a ParamsError names the key), with ``val_fraction`` and
-        ``contamination``. ``fit`` keeps them as ``params_``."""
+    def checked_params(self, images: bool = False) -> dict[str, dict[str, Any]]:
+        """The four sections in force: each key given, every other at its default, each "auto"
+        resolved for tables or ``images`` (as params.yaml's for data.protocol one_class: a
+        detector learns one normal kind); checked as params.yaml is (a ParamsError names the
+        key), with ``val_fraction`` and ``contamination``. ``fit`` keeps them as ``params_``."""
         defaults = default_params()
         given = {"model": self.model, "train": self.train, "score": self.score, "threshold": self.threshold}
         params = {}
@@ -126,6 +128,7 @@ class Detector(BaseDetector):
                 raise ParamsError(f"{name} = {given[name]!r}: give a dict of the {name} section's keys "
                                   "(as in params.yaml), or None for every default")
             params[name] = validate({**defaults[name], **copy.deepcopy(given[name] or {})}, SCHEMA[name], f"{name}.")
+        resolve_sections(params["model"], params["score"], images, protocol="one_class")
         check_scores_apply(params["score"], params["model"])
         validate({"val_fraction": self.val_fraction}, {"val_fraction": SCHEMA["data"]["val_fraction"]}, "data.")
         if self.contamination is not None and not CONTAMINATION.check(self.contamination):
@@ -138,9 +141,9 @@ class Detector(BaseDetector):
         """Train on the rows of X (normal data; ``y`` is ignored, as in PyOD), early-stopped on
         ``X_val`` or on ``val_fraction`` of X; then fit the reference scores on the training
         rows and the threshold (``contamination``)."""
-        self.params_ = self.checked_params()
         x = self._as_array(X, "X")
         images = x.ndim == 4
+        self.params_ = self.checked_params(images)
         if x.ndim not in (2, 4):
             raise UserError(f"X has shape {x.shape}; a detector fits a table (N, D) or images (N, C, H, W)")
         if self.contamination is None and self.params_["threshold"]["split"] == "test":
@@ -148,7 +151,7 @@ class Detector(BaseDetector):
                               "does not see; use 'train' or 'val'")
         for name in set(self.score_names) & set(IMAGE_ONLY_SCORES):
             if not images:
-                raise ParamsError(f"score.names includes {name!r}, which measures image complexity, but X is "
+                raise ParamsError(f"score.names includes {name!r}, which is defined on images only, but X is "
                                   f"a table of shape {x.shape}; remove it from score.names")
         if images:
             require_float_images(x)

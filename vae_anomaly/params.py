@@ -6,6 +6,7 @@ names the key, the value and what is allowed.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,13 +114,29 @@ class Flag:
         return isinstance(value, bool)
 
 
+@dataclass(frozen=True)
+class OrAuto:
+    """``"auto"``, which :func:`resolve_auto` replaces by the value recommended for the data
+    (tables, or images by data.protocol), or a value of ``inner``."""
+
+    inner: Number | Choice | ListOf
+    default: str = field(default="auto", kw_only=True)
+
+    def allowed(self) -> str:
+        return f"'auto' or {self.inner.allowed()}"
+
+    def check(self, value: Any) -> bool:
+        return value == AUTO or self.inner.check(value)
+
+
+AUTO = "auto"
 SCORES = (
-    "reconstruction_mse", "negative_elbo", "iwae", "complexity_corrected", "kl_to_prior",
-    "latent_mahalanobis", "latent_knn", "latent_residual_knn", "likelihood_regret", "combined",
+    "reconstruction_mse", "smoothed_reconstruction_mse", "negative_elbo", "iwae", "complexity_corrected",
+    "kl_to_prior", "latent_mahalanobis", "latent_knn", "latent_residual_knn", "likelihood_regret", "combined",
 )
 # Scores that need a Gaussian posterior and a N(0, I) prior (model.kind: vae), and images.
 VAE_ONLY_SCORES = ("iwae", "complexity_corrected", "kl_to_prior", "likelihood_regret")
-IMAGE_ONLY_SCORES = ("complexity_corrected",)
+IMAGE_ONLY_SCORES = ("complexity_corrected", "smoothed_reconstruction_mse")
 # Scores that compare a sample with the training split (vae_anomaly.scores.fit_reference).
 REFERENCE_SCORES = ("latent_mahalanobis", "latent_knn", "latent_residual_knn")
 # Scores that need a likelihood that is a code length of the 8-bit image.
@@ -189,10 +206,10 @@ SCHEMA: dict[str, Any] = {
     "model": {
         "kind": Choice(("vae", "ae", "sparse"), default="vae"),
         "architecture": Choice(("mlp", "conv"), default="mlp"),
-        "hidden_dims": ListOf(Int(1), unique=False, default=(128, 64)),
+        "hidden_dims": OrAuto(ListOf(Int(1), unique=False)),
         "conv_channels": ListOf(Int(1), unique=False, default=(32, 64)),
-        "latent_dim": Int(1, default=8),
-        "likelihood": Choice(LIKELIHOODS, default="gaussian"),
+        "latent_dim": OrAuto(Int(1)),
+        "likelihood": OrAuto(Choice(LIKELIHOODS)),
         "beta": Number(0, default=1.0),
     },
     "train": {
@@ -208,13 +225,13 @@ SCHEMA: dict[str, Any] = {
         "device": Choice(("auto", "cpu", "cuda"), default="auto"),
     },
     "score": {
-        "names": ListOf(Choice(SCORES), default=("latent_residual_knn", "reconstruction_mse", "negative_elbo")),
-        "primary": Choice(SCORES, default="latent_residual_knn"),
+        "names": OrAuto(ListOf(Choice(SCORES))),
+        "primary": OrAuto(Choice(SCORES)),
         "elbo_samples": Int(1, default=16),
         "iwae_samples": Int(1, default=50),
         "complexity_codec": Choice(("jpeg2000", "png"), default="jpeg2000"),
         "knn_neighbors": Int(1, default=5),
-        "combine": ListOf(Choice(SCORES), default=("latent_residual_knn", "reconstruction_mse")),
+        "combine": OrAuto(ListOf(Choice(SCORES))),
         "regret_steps": Int(1, default=20),
         "regret_lr": Number(0, low_open=True, default=0.1),
         "batch_size": Int(1, default=1024),
@@ -236,6 +253,53 @@ SCHEMA: dict[str, Any] = {
         "seed": Int(0, default=0),
     },
 }
+
+
+# What "auto" becomes, by the data (docs/suite.md chose each on the development halves of its
+# tasks): tables get the MLP 128-64-8 with a Gaussian decoder and latent_residual_knn; images
+# the MLP 400-20, whose likelihood and scores depend on what is anomalous. With data.protocol
+# held_out the anomalies are whole classes never seen, often simpler than the normal ones,
+# so the decoder is the discretised logistic (a code length of the 8-bit image) and the score
+# pairs complexity_corrected with latent_knn; otherwise (one_class, plain, and a Detector fit
+# on images) the anomalies are images unlike one normal kind, so the decoder is Bernoulli and
+# the score pairs smoothed_reconstruction_mse with latent_knn.
+AUTO_ARCHITECTURE = {"tables": {"hidden_dims": [128, 64], "latent_dim": 8},
+                     "images": {"hidden_dims": [400], "latent_dim": 20}}
+AUTO_SCORES = {
+    "tables": {"names": ["latent_residual_knn", "reconstruction_mse", "negative_elbo"],
+               "primary": "latent_residual_knn", "combine": ["latent_residual_knn", "reconstruction_mse"]},
+    "images_complexity": {"names": ["combined", "complexity_corrected", "latent_knn", "negative_elbo", "reconstruction_mse"],
+                          "primary": "combined", "combine": ["complexity_corrected", "latent_knn"]},
+    "images": {"names": ["combined", "smoothed_reconstruction_mse", "latent_knn", "negative_elbo", "reconstruction_mse"],
+               "primary": "combined", "combine": ["smoothed_reconstruction_mse", "latent_knn"]},
+}
+
+
+def resolve_sections(model: dict[str, Any], score: dict[str, Any], images: bool, protocol: str) -> None:
+    """Replace, in place, each "auto" of the ``model`` and ``score`` sections by its value for
+    tables or images (``images``) under ``protocol`` (AUTO_ARCHITECTURE, AUTO_SCORES). The
+    scores follow the resolved model: complexity_corrected only where it can be computed."""
+    data = "images" if images else "tables"
+    for key, value in AUTO_ARCHITECTURE[data].items():
+        if model[key] == AUTO:
+            model[key] = copy.deepcopy(value)
+    if model["likelihood"] == AUTO:
+        model["likelihood"] = ("gaussian" if not images else
+                               "discretized_logistic" if protocol == "held_out" else "bernoulli")
+    if images:
+        complexity = model["likelihood"] == "discretized_logistic" and model["kind"] == "vae"
+        data = "images_complexity" if complexity else "images"
+    for key, value in AUTO_SCORES[data].items():
+        if score[key] == AUTO:
+            score[key] = copy.deepcopy(value)
+
+
+def resolve_auto(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the params document ``doc`` with every "auto" resolved for its data.source
+    and data.protocol (:func:`resolve_sections`)."""
+    out = copy.deepcopy(doc)
+    resolve_sections(out["model"], out["score"], out["data"]["source"] in N_CLASSES, out["data"]["protocol"])
+    return out
 
 
 def default_params(schema: dict[str, Any] = SCHEMA) -> dict[str, Any]:
@@ -263,7 +327,9 @@ def set_dotted(params: dict[str, Any], key: str, value: Any, what: str = "overri
 
 
 def validate(doc: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> dict[str, Any]:
-    """Return ``doc`` if it matches ``schema``; otherwise raise ParamsError naming the key."""
+    """Return ``doc`` if it matches ``schema``; otherwise raise ParamsError naming the key. A
+    whole document's rules across keys are checked with its "auto" values resolved, and it is
+    returned as given (resolve with :func:`resolve_auto`)."""
     where = prefix.rstrip(".") or "the params document"
     if not isinstance(doc, dict):
         raise ParamsError(f"{where} must be a mapping of keys, got {type(doc).__name__}")
@@ -283,7 +349,7 @@ def validate(doc: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> dic
         elif not spec.check(value):
             raise ParamsError(f"{key} = {value!r} is not allowed; expected {spec.allowed()}")
     if not prefix:
-        _check_relations(doc)
+        _check_relations(resolve_auto(doc))
     return doc
 
 
@@ -355,7 +421,7 @@ def check_scores_apply(score: dict[str, Any], model: dict[str, Any], source: str
             )
         if name in IMAGE_ONLY_SCORES and source is not None and source not in N_CLASSES:
             raise ParamsError(
-                f"score.names includes {name!r}, which measures image complexity, but "
+                f"score.names includes {name!r}, which is defined on images only, but "
                 f"data.source = {source!r} is tabular; use it with {', '.join(N_CLASSES)}"
             )
         if name in DISCRETE_LIKELIHOOD_SCORES and model["likelihood"] != "discretized_logistic":
@@ -424,7 +490,9 @@ def _check_classes(data: dict[str, Any]) -> None:
         )
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+def load_params(path: str | Path = "params.yaml", resolve: bool = True) -> dict[str, Any]:
+    """params.yaml, validated, with every "auto" resolved for its data (``resolve``; False
+    keeps them, for callers that change data.source or data.protocol and then resolve)."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path} not found; run from the project root, where params.yaml lives")
@@ -438,7 +506,7 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
         raise ParamsError(f"{path} nests lists or mappings too deeply to read") from err
     except yaml.YAMLError as err:
         raise ParamsError(f"{path} is not valid YAML: {_yaml_problem(err)}") from err
-    return validate(doc)
+    return resolve_auto(validate(doc)) if resolve else validate(doc)
 
 
 def _yaml_problem(err: yaml.YAMLError) -> str:
