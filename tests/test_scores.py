@@ -24,6 +24,7 @@ from vae_anomaly.scores import (
     kl_to_prior,
     likelihood_regret,
     negative_elbo,
+    smoothed_reconstruction_mse,
 )
 
 
@@ -291,3 +292,35 @@ def test_score_splits_scales_combined_on_the_validation_split(params):
                            combine=["reconstruction_mse", "iwae"])
     with pytest.raises(ParamsError, match=r"score.combine = \['reconstruction_mse', 'iwae'\].*\('iwae' is not one\)"):
         validate(params)
+
+
+class FixedReconstruction(VAE):
+    """A "VAE" whose reconstruction of every image is the same flat grey: the residual is the
+    image minus 0.5, so a score of the residual can be checked by hand."""
+
+    def encode(self, x):
+        return torch.zeros(len(x), self.config.latent_dim), torch.zeros(len(x), self.config.latent_dim)
+
+    def decode(self, z):
+        return torch.zeros(len(z), *self.config.input_shape)  # logits 0: p = 0.5 everywhere
+
+
+@torch.no_grad()
+def test_smoothed_reconstruction_error_ranks_a_wrong_shape_above_fine_texture():
+    """Both images differ from the reconstruction by the same per-pixel error energy, but one
+    as a checkerboard (texture, averaged away by the low-pass) and one as a bright blob (a
+    shape): the plain error ties them, the smoothed one ranks the blob far above."""
+    model = FixedReconstruction(VAEConfig([1, 16, 16], [8], 2, likelihood="bernoulli")).eval()
+    checker = 0.5 + 0.25 * (-1.0) ** (np.add.outer(np.arange(16), np.arange(16)))
+    blob = np.full((16, 16), 0.5)
+    blob[4:12, 4:12] += 0.5  # the same summed squared residual as the checkerboard's
+    x = torch.as_tensor(np.stack([checker, blob])[:, None], dtype=torch.float32)
+    plain = compute_scores(model, x.numpy(), score_params(["reconstruction_mse"]), seed=0)["reconstruction_mse"]
+    smoothed = smoothed_reconstruction_mse(model, x, torch.Generator())
+    assert plain[0] == pytest.approx(plain[1])
+    assert smoothed[1] > 20 * smoothed[0]
+    from scipy.ndimage import gaussian_filter
+    expected = np.square(gaussian_filter((x - 0.5).numpy(), (0, 0, 1.0, 1.0))).reshape(2, -1).mean(axis=1)
+    np.testing.assert_allclose(smoothed.numpy(), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="needs images"):
+        smoothed_reconstruction_mse(model, torch.zeros(2, 256), torch.Generator())

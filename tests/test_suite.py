@@ -93,6 +93,14 @@ def test_the_suite_scores_every_detector_and_summarises_each_family(params, tabl
 
     text = markdown(result)
     assert "**latent_residual_knn** (recommended)" in text and "## tables (1 tasks, tabular)" in text
+    # the recommended detector against the family's best baseline, paired on the same resamples
+    versus = result["families"]["tables"]["versus_best_baseline"]
+    best = max((d for d in fam if d.startswith("pyod_")), key=lambda d: fam[d]["roc_auc"])
+    assert versus["baseline"] == best
+    assert versus["roc_auc_difference"] == pytest.approx(fam["latent_residual_knn"]["roc_auc"] - fam[best]["roc_auc"])
+    low, high = versus["roc_auc_difference_ci"]
+    assert low <= versus["roc_auc_difference"] <= high
+    assert f"| tables | 1 | `latent_residual_knn` |" in text
 
     # choosing: the development halves alone, from the same cached scores
     development = run_suite(suite, "cpu", cache=tmp_path / "cache", half="development")
@@ -121,3 +129,25 @@ def test_a_task_with_bad_params_or_no_data_root_is_refused_before_anything_runs(
     spec["families"]["synthetic"]["tasks"]["default"] = {"model.bogus": 1}
     with pytest.raises(UserError, match=r"suite override 'model.bogus': no such param"):
         load_suite(spec, params, str(tmp_path))
+
+
+def test_each_class_is_a_task_under_its_familys_protocol_and_the_family_may_recommend_its_own(tmp_path):
+    from conftest import raw_params
+
+    spec = {"seeds": [0], "split_seed": 1, "bootstrap_resamples": 10,
+            "kinds": {"images": {"recommended": "combined", "set": {"train.kl_schedule": "constant"}}},
+            "families": {
+                "held": {"kind": "images", "set": {"data.source": "digits", "data.protocol": "held_out"},
+                         "each_class": [0, 3]},
+                "one": {"kind": "images", "set": {"data.source": "digits", "data.protocol": "one_class"},
+                        "each_class": [3], "recommended": "latent_knn"},
+            }}
+    suite = load_suite(spec, raw_params(), str(tmp_path))
+    assert [t.name for t in suite.tasks] == ["held/0", "held/3", "one/3"]
+    held, one = suite.tasks[1].params, suite.tasks[2].params
+    assert (held["data"]["classes"], held["data"]["protocol"]) == ([3], "held_out")
+    assert (one["data"]["classes"], one["data"]["protocol"]) == ([3], "one_class")
+    # "auto" resolved per task: the decoder and the combined score follow the protocol
+    assert (held["model"]["likelihood"], held["score"]["combine"]) == ("discretized_logistic", ["complexity_corrected", "latent_knn"])
+    assert (one["model"]["likelihood"], one["score"]["combine"]) == ("bernoulli", ["smoothed_reconstruction_mse", "latent_knn"])
+    assert suite.recommended == {"held": "combined", "one": "latent_knn"}
