@@ -62,6 +62,9 @@ def image_figures(
     }
 
 
+ELBO = "negative_elbo"
+
+
 def make_figures(
     features: dict[str, np.ndarray],
     labels: dict[str, np.ndarray],
@@ -81,6 +84,8 @@ def make_figures(
         "loss": plots.loss_curves(history),
         "score_histogram": plots.score_histogram(test[primary], test_label, threshold, primary),
     }
+    if ELBO in test and primary != ELBO:  # the VAE's own score, beside the thresholded one
+        figures[f"score_histogram_{ELBO}"] = plots.score_histogram(test[ELBO], test_label, None, ELBO)
     if len(np.unique(test_label)) == 2:
         baselines = {FIGURE_PREFIX + name: s for name, s in (baseline_scores or {}).items()}
         figures["roc_pr"] = plots.roc_pr_figure(test_label, {**test, **baselines})

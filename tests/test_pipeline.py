@@ -77,7 +77,7 @@ def test_repro_detects_and_is_then_up_to_date(project):
     assert set(per_type) == {"mean_shift", "correlation_break", "variance_explosion"}
     train = json.loads((project / "reports/train_metrics.json").read_text())
     assert (train["device"], train["torch"]) == ("cpu", torch.__version__)
-    for png in ("roc_pr.png", "score_histogram.png", "loss.png"):
+    for png in ("roc_pr.png", "score_histogram.png", "score_histogram_negative_elbo.png", "loss.png"):
         assert (project / "reports/figures" / png).stat().st_size > 0
     assert (project / "reports/curves/roc.csv").read_text().startswith("fpr,tpr\n")
     # DVCLive's log of training: a row per epoch, the latest epoch as a metric.

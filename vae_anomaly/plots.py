@@ -37,10 +37,11 @@ def save_figure(fig: plt.Figure, path: str | Path) -> None:
 
 
 def score_histogram(
-    scores: np.ndarray, labels: np.ndarray, threshold: float, score_name: str
+    scores: np.ndarray, labels: np.ndarray, threshold: float | None, score_name: str
 ) -> plt.Figure:
     """Histogram (left) and kernel density (right) of normal (green) and anomalous (red)
-    scores, the threshold marked. Heavy-tailed positive scores are shown on a log axis."""
+    scores, the threshold marked (None: a score that is not thresholded). Heavy-tailed
+    positive scores are shown on a log axis."""
     fig, (ax_hist, ax_kde) = plt.subplots(1, 2, figsize=(11, 4))
     log_x = bool(np.all(scores > 0)) and scores.max() / scores.min() > 100
     space = np.geomspace if log_x else np.linspace
@@ -58,7 +59,8 @@ def score_histogram(
             ax_kde.plot(grid, density, color=color, label=name)
             ax_kde.fill_between(grid, density, color=color, alpha=0.2)
     for ax, kind in ((ax_hist, "histogram"), (ax_kde, "density (KDE)")):
-        ax.axvline(threshold, color=THRESHOLD_COLOR, linestyle="--", label=f"threshold {threshold:.4g}")
+        if threshold is not None:
+            ax.axvline(threshold, color=THRESHOLD_COLOR, linestyle="--", label=f"threshold {threshold:.4g}")
         if log_x:
             ax.set_xscale("log")
         ax.set_xlabel(score_name)
