@@ -11,13 +11,15 @@ import numpy as np
 
 from .io import read_csv
 
-# The columns of training.fit's history rows, each under its DVCLive name: DVCLive's "split/
-# quantity" convention keeps them apart from reports/train_metrics.json's val_loss (the best
-# epoch's) in `dvc exp show`. The epoch (1, 2, ...) is DVCLive's step.
+# The columns of training.fit's history rows that are logged, each under its DVCLive name:
+# DVCLive's "split/quantity" convention keeps them apart from reports/train_metrics.json's
+# val_loss (the best epoch's). The epoch (1, 2, ...) is DVCLive's step. The reconstruction
+# terms are not logged: each is a column more in `dvc exp show`, and loss - weight * kl gives
+# them (the KL weight is kl_weight for train, model.beta for val).
 EPOCH_METRICS = {
     "kl_weight": "kl_weight",
-    "train_loss": "train/loss", "train_recon": "train/recon", "train_kl": "train/kl",
-    "val_loss": "val/loss", "val_recon": "val/recon", "val_kl": "val/kl",
+    "train_loss": "train/loss", "train_kl": "train/kl",
+    "val_loss": "val/loss", "val_kl": "val/kl",
 }
 
 
