@@ -15,6 +15,7 @@ import yaml
 
 from benchmarks.project import project_copy, tool_env
 from conftest import ROOT
+from vae_anomaly.params import load_params
 
 
 def shrink() -> dict:
@@ -102,6 +103,27 @@ def test_exp_show_leads_with_the_headline(project):
     assert "roc_auc" in header[:120] and "n_flagged" in header[:120]
 
 
+def test_exp_show_without_a_pager_in_a_120_column_terminal_shows_roc_auc(project):
+    """`COLUMNS=120 dvc exp show --no-pager` with an experiment beside the workspace shows the
+    ROC-AUC, name and values. DVC hides columns from the right to fit, yet each hidden one
+    still costs about a character: a metric, param or dependency more (at this writing,
+    two more) and even the first metric shows as "…"."""
+    dvc("repro", cwd=project)
+    name = "jumpy-aune"  # as long as every name DVC makes up (adjective-noun, 5 + 1 + 4)
+    dvc("exp", "save", "-n", name, cwd=project)
+    try:
+        shown = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--no-pager"], cwd=project,
+                               env={**tool_env(), "COLUMNS": "120"}, capture_output=True, text=True).stdout
+        columns = dvc("exp", "show", "--csv", cwd=project).splitlines()[0].count(",") + 1
+    finally:
+        dvc("exp", "remove", name, cwd=project)
+    roc_auc = json.loads((project / "reports/metrics.json").read_text())["roc_auc"]
+    lines = shown.splitlines()
+    header = next(line for line in lines if "Experiment" in line)
+    row = next(line for line in lines if f"[{name}]" in line)
+    assert "roc_auc" in header.split() and f"{roc_auc:.5g}" in row.split(), (columns, shown)
+
+
 def test_identical_runs_write_identical_files_and_checkout_restores_them(project):
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "run"], project)
@@ -162,7 +184,7 @@ def test_predict_on_the_test_rows_gives_the_score_stages_scores(project):
     run([sys.executable, "-m", "vae_anomaly", "predict", "--detector", "data/detector",
          "--input", "new.csv", "--output", "new_scores.csv"], project)
     got = np.genfromtxt(project / "new_scores.csv", delimiter=",", names=True)
-    score = yaml.safe_load((project / "params.yaml").read_text())["score"]
+    score = load_params(project / "params.yaml")["score"]  # "auto" resolved, as the stages see it
     assert got.dtype.names == (*score["names"], "anomaly")
     for name, values in expected.items():
         np.testing.assert_allclose(got[name], values, rtol=1e-5)
