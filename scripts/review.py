@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import dvc.api
+import yaml
 from tabulate import tabulate
 
 from scripts.report import run_dvc, stale_stages, stale_warning, write_plots_page
@@ -110,22 +111,21 @@ def headline_markdown(rev: str, old: dict[str, Any], new: dict[str, Any],
 
 
 def diff_section(kind: str, rev: str) -> str:
-    """`dvc metrics diff` (with reports/detail.json's and reports/train_metrics.json's) or
-    `dvc params diff` against ``rev`` as one Markdown table, or a one-liner."""
-    tables = [run_dvc(kind, "diff", rev, "--md").strip().splitlines()]
-    if kind == "metrics":
-        tables.append(run_dvc("metrics", "diff", rev, "--targets", DETAIL, TRAIN_METRICS, "--md").strip().splitlines())
-    # Under each table's two header lines; a row of both tables (a file that was one of
-    # dvc.yaml's metrics at ``rev``) once, as the second, which has both sides, has it.
-    rows = list({_path_and_key(row): row for table in tables for row in table[2:]}.values())
-    if not rows:  # DVC prints the header alone when nothing differs
+    """`dvc metrics diff` (of compared_metrics) or `dvc params diff` against ``rev`` as one
+    Markdown table, or a one-liner."""
+    targets = ("--targets", *compared_metrics()) if kind == "metrics" else ()
+    table = run_dvc(kind, "diff", rev, *targets, "--md").strip().splitlines()
+    if len(table) <= 2:  # DVC prints the header alone when nothing differs
         return f"No {'metric' if kind == 'metrics' else 'param'} differs from `{rev}`."
-    return "\n".join(tables[0][:2] + rows)
+    return "\n".join(table)
 
 
-def _path_and_key(row: str) -> tuple[str, ...]:
-    """The first two cells of a row of DVC's Markdown diff: the file and the key."""
-    return tuple(cell.strip() for cell in row.strip("|").split("|")[:2])
+def compared_metrics(dvc_yaml: str | Path = "dvc.yaml") -> list[str]:
+    """The metrics files of the workspace's dvc.yaml, then DETAIL and TRAIN_METRICS. Named, so
+    that both revisions are compared file by file as this dvc.yaml lists them, not each by its
+    own dvc.yaml: a file one revision did not list would show as removed, its values unseen."""
+    listed = yaml.safe_load(Path(dvc_yaml).read_text()).get("metrics", [])
+    return list(dict.fromkeys([*listed, DETAIL, TRAIN_METRICS]))
 
 
 def failed_baselines(detail_path: str | Path = DETAIL) -> str:

@@ -106,8 +106,8 @@ def test_exp_show_leads_with_the_headline(project):
 def test_exp_show_without_a_pager_in_a_120_column_terminal_shows_roc_auc(project):
     """`COLUMNS=120 dvc exp show --no-pager` with an experiment beside the workspace shows the
     ROC-AUC, name and values. DVC hides columns from the right to fit, yet each hidden one
-    still costs about a character: a metric, param or dependency more (at this writing,
-    two more) and even the first metric shows as "…"."""
+    still costs about a character: with a few metrics, params or dependencies more (three,
+    at this writing) even the first metric shows as "…"."""
     dvc("repro", cwd=project)
     name = "jumpy-aune"  # as long as every name DVC makes up (adjective-noun, 5 + 1 + 4)
     dvc("exp", "save", "-n", name, cwd=project)
