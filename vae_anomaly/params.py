@@ -187,10 +187,8 @@ PROTOCOLS = ("held_out", "one_class", "plain")
 # checks these against the libraries, which are too slow to import here).
 N_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10}
 
-# The anomaly kinds of the synthetic data (vae_anomaly.data.make_synthetic) and their keys:
-# each replaces n_features features of its share of the test set; mean_shift shifts them by
-# +-magnitude feature standard deviations, variance_explosion adds noise of scale standard
-# deviations (correlation_break: independent noise of the feature's own mean and std).
+# The anomaly kinds of the synthetic data and the keys each takes (what they do:
+# vae_anomaly.data.make_synthetic).
 SYNTHETIC_ANOMALIES = {
     "mean_shift": {"share": Number(0, 1), "n_features": Int(1), "magnitude": Number()},
     "correlation_break": {"share": Number(0, 1), "n_features": Int(1)},
