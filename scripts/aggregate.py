@@ -51,7 +51,9 @@ from vae_anomaly.study import RUN_ID, flatten
 
 plt = plots.plt
 PARAMS_FILE, METRICS_FILE, TRAIN_METRICS_FILE = "params.yaml", "reports/metrics.json", "reports/train_metrics.json"
-DETAIL_FILE = "reports/detail.json"  # not a DVC metric: read at each run's revision (with_detail)
+DETAIL_FILE = "reports/detail.json"
+# Not among dvc.yaml's metrics (`dvc exp show` stays narrow): read at each run's revision (with_detail).
+REVISION_FILES = (DETAIL_FILE, TRAIN_METRICS_FILE)
 SEED, BETA, LATENT, KIND, SCHEDULE, PRIMARY = (
     "train.seed", "model.beta", "model.latent_dim", "model.kind", "train.kl_schedule", "score.primary")
 MSE, W2 = "reconstruction.mse_normal", "latent.w2_normal_anomaly"
@@ -730,18 +732,21 @@ def read_rows(path: Path | None, all_commits: bool) -> list[dict[str, Any]]:
 
 
 def with_detail(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` with each finished run's reports/detail.json added as "file:key" columns: DVC
-    shows only dvc.yaml's metrics, so the detail is read at the run's revision."""
+    """``rows`` with each finished run's reports/detail.json and reports/train_metrics.json
+    added as "file:key" columns: DVC shows only dvc.yaml's metrics, so these are read at the
+    run's revision."""
     import dvc.api
 
     for row in rows:
         if row.get("State") in UNFINISHED:
             continue
-        try:
-            detail = dvc.api.metrics_show(DETAIL_FILE, rev=None if row.get("rev") == "workspace" else row.get("rev"))
-        except FileNotFoundError:  # a revision from before the file: its columns stay empty
-            continue
-        row.update({f"{DETAIL_FILE}:{key}": value for key, value in flatten(detail).items()})
+        rev = None if row.get("rev") == "workspace" else row.get("rev")
+        for file in REVISION_FILES:
+            try:
+                report = dvc.api.metrics_show(file, rev=rev)
+            except FileNotFoundError:  # a revision from before the file: its columns stay empty
+                continue
+            row.update({f"{file}:{key}": value for key, value in flatten(report).items()})
     return rows
 
 

@@ -37,8 +37,18 @@ TABLE_DIR = Path("reports/experiments")
 
 
 def override_arg(key: str, value: Any) -> str:
-    """One `-S` argument; lists and numbers in the JSON form DVC's override grammar reads."""
-    return f"{key}={value if isinstance(value, str) else json.dumps(value)}"
+    """One `-S` argument, its value in DVC's override grammar (Hydra's)."""
+    return f"{key}={value if isinstance(value, str) else override_value(value)}"
+
+
+def override_value(value: Any) -> str:
+    """Numbers, lists and quoted text as in JSON; a mapping with its keys unquoted, as the
+    grammar wants them (``{kind:"mean_shift",share:0.1}``, an item of data.synthetic.anomalies)."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{override_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(override_value(v) for v in value) + "]"
+    return json.dumps(value)
 
 
 def plan(spec: dict[str, Any], params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -64,8 +74,9 @@ def summary_row(
     """One experiment: the primary score (``score.primary`` as resolved) and its metrics, then
     every other score's ROC-AUC beside it (the negative ELBO among them), then per anomaly kind."""
     row = {"experiment": name, "score.primary": primary}
+    at_threshold = {**detail.get("primary", {}), **metrics}  # balanced accuracy: detail.json's
     for key in ("roc_auc", "pr_auc", "f1", "balanced_accuracy", "n_flagged", "threshold"):
-        row[key] = metrics.get(key)
+        row[key] = at_threshold.get(key)
     for score, m in detail.get("scores", {}).items():
         if score != primary:
             row[f"{score} roc_auc"] = m.get("roc_auc")

@@ -139,7 +139,9 @@ def metrics_tables(metrics: dict) -> str:
 # report that is one row per name (per anomaly kind) is drawn as one grid, its rows named so.
 METRICS_SECTIONS = (
     ("Metrics", (), None),
-    ("Every score and baseline, reconstruction, latent", ("reports/detail.json",), None),
+    ("Training run", ("reports/train_metrics.json",), None),
+    ("Primary score at the threshold, every score and baseline, reconstruction, latent",
+     ("reports/detail.json",), None),
     ("Per anomaly type", ("reports/per_type.json",), "anomaly kind"),
     ("Data", ("reports/data_summary.json",), None),
     ("Baselines: rows, adaptations, failures", ("reports/baselines.json",), None),

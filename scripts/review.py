@@ -3,8 +3,9 @@
     python -m scripts.review --rev main      # writes reports/review.md, reports/review_plots/
 
 The report leads with the primary score's ROC-AUC, PR-AUC, F1 and flagged count, old → new,
-each marked better or worse; then `dvc metrics diff` (the metrics of dvc.yaml, and every
-score's and baseline's of reports/detail.json) and `dvc params diff` against the revision, and a link to the page of `dvc plots diff` (the ROC, precision-recall, loss and KL
+each marked better or worse; then `dvc metrics diff` (the metrics of dvc.yaml, and those of
+reports/detail.json and reports/train_metrics.json) and `dvc params diff` against the
+revision, and a link to the page of `dvc plots diff` (the ROC, precision-recall, loss and KL
 curves of both, overlaid; it opens offline, see scripts/report.py). Where vega-lite's
 `vl2png` (or `vl2svg`) is on PATH, as in the pull-request workflow
 (.github/workflows/review.yml), each curve is also drawn to an image shown in the report,
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import dvc.api
+import yaml
 from tabulate import tabulate
 
 from scripts.report import run_dvc, stale_stages, stale_warning, write_plots_page
@@ -33,8 +35,10 @@ OUT = "reports/review.md"
 PLOTS_DIR = "reports/review_plots"
 METRICS = "reports/metrics.json"
 # Metrics kept out of dvc.yaml's `metrics:` (so `dvc exp show` stays narrow) that a review
-# compares too: every score's and baseline's ROC-AUC and PR-AUC, reconstruction, latent.
+# compares too: the primary score's precision, recall and counts, every score's and
+# baseline's ROC-AUC and PR-AUC, reconstruction, latent; the training run.
 DETAIL = "reports/detail.json"
+TRAIN_METRICS = "reports/train_metrics.json"
 # The headline of reports/metrics.json: (key, label, whether higher is better; None: neither).
 HEADLINE = (("roc_auc", "ROC-AUC", True), ("pr_auc", "PR-AUC", True), ("f1", "F1", True),
             ("n_flagged", "flagged", None))
@@ -107,15 +111,21 @@ def headline_markdown(rev: str, old: dict[str, Any], new: dict[str, Any],
 
 
 def diff_section(kind: str, rev: str) -> str:
-    """`dvc metrics diff` (with reports/detail.json's) or `dvc params diff` against ``rev`` as
-    one Markdown table, or a one-liner."""
-    tables = [run_dvc(kind, "diff", rev, "--md").strip().splitlines()]
-    if kind == "metrics":
-        tables.append(run_dvc("metrics", "diff", rev, "--targets", DETAIL, "--md").strip().splitlines())
-    rows = [row for table in tables for row in table[2:]]  # under each table's two header lines
-    if not rows:  # DVC prints the header alone when nothing differs
+    """`dvc metrics diff` (of compared_metrics) or `dvc params diff` against ``rev`` as one
+    Markdown table, or a one-liner."""
+    targets = ("--targets", *compared_metrics()) if kind == "metrics" else ()
+    table = run_dvc(kind, "diff", rev, *targets, "--md").strip().splitlines()
+    if len(table) <= 2:  # DVC prints the header alone when nothing differs
         return f"No {'metric' if kind == 'metrics' else 'param'} differs from `{rev}`."
-    return "\n".join(tables[0][:2] + rows)
+    return "\n".join(table)
+
+
+def compared_metrics(dvc_yaml: str | Path = "dvc.yaml") -> list[str]:
+    """The metrics files of the workspace's dvc.yaml, then DETAIL and TRAIN_METRICS. Named, so
+    that both revisions are compared file by file as this dvc.yaml lists them, not each by its
+    own dvc.yaml: a file one revision did not list would show as removed, its values unseen."""
+    listed = yaml.safe_load(Path(dvc_yaml).read_text()).get("metrics", [])
+    return list(dict.fromkeys([*listed, DETAIL, TRAIN_METRICS]))
 
 
 def failed_baselines(detail_path: str | Path = DETAIL) -> str:

@@ -1,7 +1,8 @@
 """evaluate: detection metrics on the test split; the only stage that reads test labels.
-The primary score's go to reports/metrics.json (what `dvc exp show` and `dvc metrics diff`
-compare); every score's, every baseline's and the model's diagnostics to reports/detail.json,
-the primary score's per anomaly kind to reports/per_type.json (`dvc metrics show FILE`)."""
+The primary score's headline goes to reports/metrics.json (what `dvc exp show` and `dvc
+metrics diff` compare); the rest of it (precision, recall, balanced accuracy, counts), every
+score's, every baseline's and the model's diagnostics to reports/detail.json, the primary
+score's per anomaly kind to reports/per_type.json (`dvc metrics show FILE`)."""
 from vae_anomaly.io import log, read_arrays, read_json, run_stage, write_json
 from vae_anomaly.metrics import (
     evaluate, latent_metrics, per_type_metrics, ranking_metrics, reconstruction_metrics,
@@ -27,11 +28,12 @@ def main() -> None:
     scores = read_arrays(TEST_SCORES)
     labels = read_arrays(LABELS)
     threshold = read_json(THRESHOLD)["threshold"]
-    result = evaluate(labels["test_label"], scores, primary, threshold)
+    result, at_threshold = evaluate(labels["test_label"], scores, primary, threshold)
     log.info("%s: ROC-AUC %s, PR-AUC %s, F1 %.4f at threshold %.6g",
              primary, result["roc_auc"], result["pr_auc"], result["f1"], threshold)
     failed = read_json(BASELINE_RECORD)["failed"]  # baselines that raised: no scores, an error
     detail = {
+        "primary": at_threshold,
         "scores": {name: ranking_metrics(labels["test_label"], s) for name, s in scores.items()},
         "baselines": {
             **{name: ranking_metrics(labels["test_label"], s) for name, s in read_arrays(BASELINE_SCORES).items()},

@@ -136,27 +136,33 @@ def test_nothing_to_aggregate_says_why(rows, tmp_path):
 
 
 def test_with_detail_reads_reports_detail_json_at_each_finished_runs_revision(monkeypatch):
-    """DVC's exp_show() has only dvc.yaml's metrics; the per-score and model detail the study
-    reads comes from reports/detail.json at each run's revision (the workspace's from disk)."""
+    """DVC's exp_show() has only dvc.yaml's metrics; the per-score and model detail and the
+    training run the study reads come from reports/detail.json and reports/train_metrics.json
+    at each run's revision (the workspace's from disk)."""
     import dvc.api
 
     from scripts.aggregate import with_detail
 
     def metrics_show(path, rev=None):
-        assert path == "reports/detail.json"
         if rev == "old":
             raise FileNotFoundError(path)  # a commit from before the file
+        if path == "reports/train_metrics.json":
+            return {"epochs_run": 30 if rev else 40}
+        assert path == "reports/detail.json"
         return {"scores": {"negative_elbo": {"roc_auc": 0.7}}, "reconstruction": {"mse_normal": 0.1 if rev else 0.2}}
 
     monkeypatch.setattr(dvc.api, "metrics_show", metrics_show)
     rows = with_detail([{"rev": "workspace"}, {"rev": "abc1234"}, {"rev": "old"}, {"rev": "q", "State": "Queued"}])
     assert rows[0]["reports/detail.json:reconstruction.mse_normal"] == 0.2
+    assert rows[0]["reports/train_metrics.json:epochs_run"] == 40
     assert rows[1]["reports/detail.json:scores.negative_elbo.roc_auc"] == 0.7
     assert rows[2:] == [{"rev": "old"}, {"rev": "q", "State": "Queued"}]
     detail = {"reconstruction.mse_normal": 0.3, "scores.iwae.roc_auc": 0.9}
     runs, _ = collect_runs([{**row("s-b1", "vae", 1, 2, 0, 0.6, 0.1, 1.0),
-                             **{f"reports/detail.json:{k}": v for k, v in detail.items()}}])
+                             **{f"reports/detail.json:{k}": v for k, v in detail.items()},
+                             "reports/train_metrics.json:epochs_run": 12}])
     assert runs[0].metrics["reconstruction.mse_normal"] == 0.3 and runs[0].metrics["scores.iwae.roc_auc"] == 0.9
+    assert runs[0].metrics["epochs_run"] == 12
 
 
 def test_runs_csv_rows_become_runs():

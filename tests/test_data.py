@@ -1,12 +1,18 @@
 import numpy as np
 
-from vae_anomaly.data import NORMAL, SYNTHETIC_ANOMALIES, make_synthetic
+from vae_anomaly.data import NORMAL, make_synthetic
+from vae_anomaly.params import SYNTHETIC_ANOMALIES
 
 
 def small_config(params, **overrides):
     cfg = params["data"]["synthetic"]
     cfg.update({"n_train": 500, "n_val": 100, "n_test": 400, **overrides})
     return cfg
+
+
+def anomaly(cfg, kind):
+    """The item of data.synthetic.anomalies of this kind."""
+    return next(a for a in cfg["anomalies"] if a["kind"] == kind)
 
 
 def test_synthetic_shapes_and_labels(params):
@@ -36,8 +42,8 @@ def test_features_are_correlated_through_a_low_dimensional_latent(params):
 
 def test_anomalies_differ_from_normal_as_described(params):
     cfg = small_config(params, n_test=3000)
-    cfg["variance_explosion"]["scale"] = 10.0
-    cfg["mean_shift"]["magnitude"] = 5.0
+    anomaly(cfg, "variance_explosion")["scale"] = 10.0
+    anomaly(cfg, "mean_shift")["magnitude"] = 5.0
     splits = make_synthetic(cfg, seed=0)
     normal = splits.test[splits.test_kind == NORMAL]
     exploded = splits.test[splits.test_kind == "variance_explosion"]
@@ -58,9 +64,7 @@ def test_correlation_break_keeps_each_feature_marginal_and_loses_the_correlation
     # Every feature of a broken sample replaced: such samples should look, feature by feature,
     # like normal data (mean 0, std 1 after standardising) but have no correlation left.
     cfg = small_config(params, n_test=2000, latent_dim=2, noise_std=0.1)
-    for kind in SYNTHETIC_ANOMALIES:
-        cfg[kind]["share"] = 0.0
-    cfg["correlation_break"].update(share=0.5, n_features=cfg["n_features"])
+    cfg["anomalies"] = [{"kind": "correlation_break", "share": 0.5, "n_features": cfg["n_features"]}]
     splits = make_synthetic(cfg, seed=0)
     broken = splits.test[splits.test_kind == "correlation_break"]
     normal = splits.test[splits.test_kind == NORMAL]
@@ -74,3 +78,17 @@ def test_correlation_break_keeps_each_feature_marginal_and_loses_the_correlation
 
     assert largest_correlation(normal) > 0.5  # two latent factors drive all 30 features
     assert largest_correlation(broken) < 0.15  # chance level for 1,000 samples
+
+
+def test_the_anomalies_listed_are_the_ones_injected_and_the_rest_is_unchanged(params):
+    """A kind left out of data.synthetic.anomalies is not injected; the training data stays the
+    same (it is drawn before the anomalies), and a kind's share is of the whole test set."""
+    cfg = small_config(params)
+    full = make_synthetic(cfg, seed=0)
+    cfg["anomalies"] = [{"kind": "variance_explosion", "share": 0.25, "n_features": 2, "scale": 3.0}]
+    only = make_synthetic(cfg, seed=0)
+    assert sorted(set(only.test_kind.tolist())) == [NORMAL, "variance_explosion"]
+    assert (only.test_kind == "variance_explosion").sum() == 100
+    np.testing.assert_array_equal(only.train, full.train)
+    cfg["anomalies"] = []
+    assert not make_synthetic(cfg, seed=0).test_label.any()

@@ -33,6 +33,19 @@ def test_override_arguments_use_dvc_grammar():
     assert override_arg("model.hidden_dims", [400]) == "model.hidden_dims=[400]"
     assert override_arg("data.source", "mnist") == "data.source=mnist"
     assert override_arg("threshold.q", 99.0) == "threshold.q=99.0"
+    anomalies = [{"kind": "mean_shift", "share": 0.1, "n_features": 2, "magnitude": 2.0}]
+    arg = override_arg("data.synthetic.anomalies", anomalies)
+    assert arg == 'data.synthetic.anomalies=[{kind:"mean_shift",share:0.1,n_features:2,magnitude:2.0}]'
+
+
+def test_a_list_of_mappings_is_set_as_dvc_exp_run_sets_it(tmp_path):
+    from dvc.utils.hydra import apply_overrides  # what `dvc exp run -S key=value` runs
+
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    anomalies = [{"kind": "variance_explosion", "share": 0.2, "n_features": 4, "scale": 5.0}]
+    apply_overrides(path, [override_arg("data.synthetic.anomalies", anomalies)])
+    assert yaml.safe_load(path.read_text())["data"]["synthetic"]["anomalies"] == anomalies
 
 
 def test_markdown_table():
@@ -46,9 +59,11 @@ def test_markdown_table():
 
 
 def test_the_summary_leads_with_the_primary_score_and_keeps_the_others_beside_it():
-    detail = {"scores": {"combined": {"roc_auc": 0.95}, "negative_elbo": {"roc_auc": 0.39}}}
+    detail = {"primary": {"balanced_accuracy": 0.8},
+              "scores": {"combined": {"roc_auc": 0.95}, "negative_elbo": {"roc_auc": 0.39}}}
     row = summary_row("trouser", "combined", {"roc_auc": 0.95, "f1": 0.5}, detail,
                       {"1 - trouser": {"roc_auc": 0.95}}, {"final_train_loss": 1.0})
     assert list(row)[:3] == ["experiment", "score.primary", "roc_auc"]
+    assert row["balanced_accuracy"] == 0.8  # reports/detail.json's
     assert (row["score.primary"], row["roc_auc"], row["negative_elbo roc_auc"]) == ("combined", 0.95, 0.39)
     assert "combined roc_auc" not in row  # the headline is not repeated

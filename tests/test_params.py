@@ -103,10 +103,39 @@ def test_primary_must_be_computed(params):
 
 
 def test_anomaly_shares_leave_normal_samples(params):
-    for kind in ("mean_shift", "correlation_break", "variance_explosion"):
-        params["data"]["synthetic"][kind]["share"] = 0.4
-    with pytest.raises(ParamsError, match="add up to 1.2"):
+    for anomaly in params["data"]["synthetic"]["anomalies"]:
+        anomaly["share"] = 0.4
+    with pytest.raises(ParamsError, match="shares of data.synthetic.anomalies add up to 1.2"):
         validate(params)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a[1].update(n_features=0),
+     "data.synthetic.anomalies[1].n_features = 0 is not allowed; expected an integer >= 1"),
+    (lambda a: a[1].update(n_features=31),
+     r"data.synthetic.anomalies[1].n_features = 31 (correlation_break) exceeds data.synthetic.n_features = 30"),
+    (lambda a: a[2].update(scale=0), "data.synthetic.anomalies[2].scale = 0 is not allowed; expected a number > 0"),
+    (lambda a: a[0].pop("magnitude"), "missing key 'data.synthetic.anomalies[0].magnitude'"),
+    (lambda a: a[1].update(magnitude=2.0), "unknown key 'data.synthetic.anomalies[1].magnitude'; allowed keys here: "
+                                           "data.synthetic.anomalies[1].kind, data.synthetic.anomalies[1].share"),
+    (lambda a: a[0].update(kind="shift"), "data.synthetic.anomalies[0].kind = 'shift' is not allowed; expected one "
+                                          "of 'mean_shift', 'correlation_break', 'variance_explosion'"),
+    (lambda a: a.append(dict(a[0])), "data.synthetic.anomalies[3].kind = 'mean_shift' repeats data.synthetic.anomalies[0]"),
+    (lambda a: a.append(0.1), "data.synthetic.anomalies[3] = 0.1 is not allowed; expected a mapping with kind"),
+])
+def test_a_bad_anomaly_is_named_by_its_place_in_the_list(params, change, message):
+    change(params["data"]["synthetic"]["anomalies"])
+    with pytest.raises(ParamsError) as err:
+        validate(params)
+    assert message in str(err.value)
+
+
+def test_the_anomalies_are_a_list(params):
+    params["data"]["synthetic"]["anomalies"] = {"kind": "mean_shift"}
+    with pytest.raises(ParamsError, match=r"data.synthetic.anomalies = .* expected a list of mappings"):
+        validate(params)
+    params["data"]["synthetic"]["anomalies"] = []  # none: a test set of normal samples
+    assert validate(params) is params
 
 
 def test_load_params_reports_missing_file(tmp_path):
@@ -141,7 +170,8 @@ def leaves(doc: dict, prefix: str = "") -> list[tuple[str, object]]:
 def test_dvc_exp_run_set_param_changes_only_its_own_lines(params, tmp_path):
     """params.yaml is written as `dvc exp run -S` rewrites it, so an experiment's diff of the
     file is its change: one line for a value, the list's own lines for a list, and nothing
-    broken (DVC's YAML round trip loses line breaks after some commented lists)."""
+    broken (DVC's YAML round trip loses line breaks after some commented lists, and the
+    comments inside a list of mappings)."""
     from dvc.utils.hydra import apply_overrides  # what `dvc exp run -S key=value` runs
 
     original = (ROOT / "params.yaml").read_text()
@@ -168,5 +198,11 @@ def test_dvc_exp_run_set_param_changes_only_its_own_lines(params, tmp_path):
             assert yaml.safe_load(written) == expected, (key, text)
             removed = [line for line in difflib.ndiff(original.splitlines(), written.splitlines())
                        if line.startswith("- ")]
-            allowed = len(value) + 1 if isinstance(value, list) else 1
+            allowed = len(yaml.safe_dump(value).splitlines()) + 1 if isinstance(value, list) else 1
             assert 1 <= len(removed) <= allowed, (key, text, removed)
+    # a key of one item of a list of mappings (data.synthetic.anomalies): its own line
+    path.write_text(original)
+    apply_overrides(path, ["data.synthetic.anomalies.0.magnitude=2.5"])
+    changed = [line for line in difflib.ndiff(original.splitlines(), path.read_text().splitlines())
+               if line.startswith(("- ", "+ "))]
+    assert [line.split() for line in changed] == [["-", "magnitude:", "1.0"], ["+", "magnitude:", "2.5"]]

@@ -74,7 +74,7 @@ def test_review_with_nothing_changed(clone, tmp_path):
     assert done.returncode == 0, done.stderr
     report = (clone / "reports/review.md").read_text()
     roc_auc = json.loads((clone / "reports/metrics.json").read_text())["roc_auc"]
-    primary = yaml.safe_load((clone / "params.yaml").read_text())["score"]["primary"]
+    primary = resolve_auto(yaml.safe_load((clone / "params.yaml").read_text()))["score"]["primary"]
     assert f"**ROC-AUC of `{primary}`: {roc_auc:.3g} → {roc_auc:.3g}, unchanged**" in report
     assert f"No metric differs from `{rev}`." in report
     assert f"No param differs from `{rev}`." in report

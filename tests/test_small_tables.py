@@ -54,8 +54,7 @@ def run_stages(tmp_path, monkeypatch, x, y, **overrides) -> dict:
 def assert_complete(reports: dict, tmp_path) -> None:
     """The VAE's part of the run is all there: threshold, metrics, figures."""
     assert np.isfinite(reports["threshold"]["threshold"]) and reports["threshold"]["n_fit"] >= 10
-    metrics = reports["metrics"]
-    assert 0 <= metrics["roc_auc"] <= 1 and metrics["n_anomalies"] > 0
+    assert 0 <= reports["metrics"]["roc_auc"] <= 1 and reports["detail"]["primary"]["n_anomalies"] > 0
     for png in ("roc_pr.png", "score_histogram.png", "loss.png"):
         assert (tmp_path / "reports/figures" / png).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "reports/figures_data/examples.png").is_file()

@@ -94,10 +94,8 @@ def test_sparse_vae_trains_its_noise_variance_and_round_trips(tmp_path):
 
 def factor_data(n_factors: int, seed: int) -> Splits:
     """Synthetic data with ``n_factors`` true latent factors and no anomalies."""
-    no_anomaly = {"share": 0.0, "n_features": 1}
     cfg = {"n_features": 15, "latent_dim": n_factors, "noise_std": 0.3, "n_train": 1000, "n_val": 200,
-           "n_test": 2, "mean_shift": {**no_anomaly, "magnitude": 1.0}, "correlation_break": no_anomaly,
-           "variance_explosion": {**no_anomaly, "scale": 3.0}}
+           "n_test": 2, "anomalies": []}
     return make_synthetic(cfg, seed)
 
 

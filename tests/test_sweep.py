@@ -288,7 +288,7 @@ def test_a_run_that_fails_is_reported_and_the_others_go_on(origin, cluster):
     assert f"pushed {good.name}" in done.stderr
     assert (origin / f".dvc/tmp/sweep/{bad.name}.log").is_file()
     metrics = exp_metrics(origin)
-    assert metrics[good.name]["reports/train_metrics.json"]["epochs_run"] > 0 and bad.name not in metrics
+    assert metrics[good.name]["reports/train/metrics.json"]["step"] > 0 and bad.name not in metrics  # DVCLive's epoch
 
 
 def test_ctrl_c_cancels_the_tasks_and_leaves_nothing_half_pushed(origin, cluster):

@@ -28,7 +28,6 @@ from .sizing import MIN_TRAIN_ROWS, MIN_VAL_ROWS, Adaptations, validation_rows
 NORMAL = "normal"
 OUTLIER = "outlier"  # the one anomaly kind of blobs2d
 ANOMALY = "anomaly"  # the one anomaly kind of a user's file (data.source = 'file')
-SYNTHETIC_ANOMALIES = ("mean_shift", "correlation_break", "variance_explosion")
 IMAGE_SOURCES = ("digits", "mnist", "fashion_mnist")
 
 
@@ -104,11 +103,13 @@ def standardize(splits: Splits) -> Splits:
 
 
 def make_synthetic(cfg: dict[str, Any], seed: int) -> Splits:
-    """Linear-Gaussian latent data with three injected anomaly types, standardised.
+    """Linear-Gaussian latent data with the anomalies of ``cfg["anomalies"]`` injected into
+    the test set, standardised.
 
     Normal data: z ~ N(0, I_k), x = W z + b + eps, eps ~ N(0, noise_std^2 I), so the features
     are correlated through a k-dimensional latent, as real measurements are. Each anomaly
-    starts from a fresh normal sample and changes ``n_features`` randomly chosen features:
+    kind, in the list's order, takes its ``share`` of the test set; each of its samples starts
+    from a fresh normal sample and changes ``n_features`` randomly chosen features:
     - mean_shift: shifted by +-magnitude feature standard deviations;
     - correlation_break: replaced by independent noise with the feature's own mean and std,
       so the marginal is unchanged and only the correlation with the others is lost;
@@ -128,23 +129,24 @@ def make_synthetic(cfg: dict[str, Any], seed: int) -> Splits:
         # m distinct features per sample: the first m of a random permutation of each row.
         return np.argsort(rng.random((n, d)), axis=1)[:, :m]
 
-    counts = {kind: int(round(cfg[kind]["share"] * cfg["n_test"])) for kind in SYNTHETIC_ANOMALIES}
-    n_normal = cfg["n_test"] - sum(counts.values())
+    counts = [int(round(anomaly["share"] * cfg["n_test"])) for anomaly in cfg["anomalies"]]
+    n_normal = cfg["n_test"] - sum(counts)
     train, val = normal_samples(cfg["n_train"]), normal_samples(cfg["n_val"])
 
     parts, kinds = [normal_samples(n_normal)], [NORMAL] * n_normal
-    for kind, n in counts.items():
+    for anomaly, n in zip(cfg["anomalies"], counts):
+        kind = anomaly["kind"]
         x = normal_samples(n)
-        cols = pick_features(n, cfg[kind]["n_features"])
+        cols = pick_features(n, anomaly["n_features"])
         rows = np.arange(n)[:, None]
         sd = feature_std[cols]
         if kind == "mean_shift":
             sign = rng.choice([-1.0, 1.0], size=cols.shape)
-            x[rows, cols] += sign * cfg[kind]["magnitude"] * sd
+            x[rows, cols] += sign * anomaly["magnitude"] * sd
         elif kind == "correlation_break":
             x[rows, cols] = bias[cols] + sd * rng.normal(size=cols.shape)
         else:  # variance_explosion
-            x[rows, cols] += cfg[kind]["scale"] * sd * rng.normal(size=cols.shape)
+            x[rows, cols] += anomaly["scale"] * sd * rng.normal(size=cols.shape)
         parts.append(x)
         kinds += [kind] * n
 

@@ -89,21 +89,24 @@ def detection_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) 
     }
 
 
+# The primary score's metrics that reports/metrics.json holds, in this order (`dvc exp show`
+# and `dvc metrics diff` list keys in file order), the threshold after them: what reviewers
+# compare. The rest of detection_metrics goes to reports/detail.json, so the table of
+# `dvc exp show` stays narrow enough to read.
+HEADLINE = ("roc_auc", "pr_auc", "f1", "n_flagged")
+
+
 def evaluate(
     labels: np.ndarray,
     scores: dict[str, np.ndarray],
     primary: str,
     threshold: float,
-) -> dict[str, Any]:
-    """The metrics document: the primary score's detection metrics at the threshold, the
-    headline first (`dvc exp show` and `dvc metrics diff` list keys in file order)."""
-    headline = detection_metrics(labels, scores[primary], threshold)
-    first = ("roc_auc", "pr_auc", "f1", "n_flagged")
-    return {
-        **{k: headline[k] for k in first},
-        "threshold": threshold,
-        **{k: v for k, v in headline.items() if k not in first},
-    }
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The primary score's detection metrics at the threshold, in two documents: the headline
+    (HEADLINE, then the threshold) and the rest (precision, recall, balanced accuracy, counts)."""
+    metrics = detection_metrics(labels, scores[primary], threshold)
+    headline = {**{k: metrics[k] for k in HEADLINE}, "threshold": threshold}
+    return headline, {k: v for k, v in metrics.items() if k not in HEADLINE}
 
 
 def anomaly_kind_rows(kinds: np.ndarray) -> dict[str, np.ndarray]:

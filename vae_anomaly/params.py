@@ -89,6 +89,41 @@ class ListOf:
 
 
 @dataclass(frozen=True)
+class KindList:
+    """A list of mappings, each a ``kind`` (a key of ``kinds``) with that kind's keys, each kind
+    at most once: its name is the name of its metrics (reports/per_type.json). One list is one
+    column in `dvc exp show`, where a section per kind would be a column per key."""
+
+    kinds: dict[str, dict[str, Number]]
+    default: tuple = field(default=(), kw_only=True)  # of mappings, copied by default_params
+
+    def allowed(self) -> str:
+        kinds = "; ".join(f"{kind}: {', '.join(keys)}" for kind, keys in self.kinds.items())
+        return f"a list of mappings, each a kind at most once with its keys ({kinds})"
+
+    def validate_list(self, value: Any, key: str) -> None:
+        """Raise ParamsError naming the item and key of ``value`` that is wrong (``key``: the
+        list's own dotted key)."""
+        if not isinstance(value, list):
+            raise ParamsError(f"{key} = {value!r} is not allowed; expected {self.allowed()}")
+        kind_spec = Choice(tuple(self.kinds))
+        seen: dict[str, int] = {}
+        for i, item in enumerate(value):
+            where = f"{key}[{i}]"
+            if not isinstance(item, dict) or "kind" not in item:
+                raise ParamsError(f"{where} = {item!r} is not allowed; expected a mapping with "
+                                  f"kind: {kind_spec.allowed()}, and that kind's keys")
+            kind = item["kind"]
+            if not kind_spec.check(kind):
+                raise ParamsError(f"{where}.kind = {kind!r} is not allowed; expected {kind_spec.allowed()}")
+            if kind in seen:
+                raise ParamsError(f"{where}.kind = {kind!r} repeats {key}[{seen[kind]}]; list each kind "
+                                  "at most once (its metrics are reported under its name)")
+            seen[kind] = i
+            validate(item, {"kind": kind_spec, **self.kinds[kind]}, where + ".")
+
+
+@dataclass(frozen=True)
 class Text:
     """Any string; ``""`` where the key means "not set"."""
 
@@ -152,6 +187,14 @@ PROTOCOLS = ("held_out", "one_class", "plain")
 # checks these against the libraries, which are too slow to import here).
 N_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10}
 
+# The anomaly kinds of the synthetic data and the keys each takes (what they do:
+# vae_anomaly.data.make_synthetic).
+SYNTHETIC_ANOMALIES = {
+    "mean_shift": {"share": Number(0, 1), "n_features": Int(1), "magnitude": Number()},
+    "correlation_break": {"share": Number(0, 1), "n_features": Int(1)},
+    "variance_explosion": {"share": Number(0, 1), "n_features": Int(1), "scale": Number(0, low_open=True)},
+}
+
 # The whole params document. A dict is a section; a leaf says what its value may be and its
 # default: the value of the project's params.yaml (tests/test_params.py holds the two equal)
 # and of every key a Detector is not given (:func:`default_params`).
@@ -173,20 +216,11 @@ SCHEMA: dict[str, Any] = {
             "n_train": Int(MIN_TRAIN_ROWS, default=8000),
             "n_val": Int(MIN_VAL_ROWS, default=1000),
             "n_test": Int(2, default=2000),
-            "mean_shift": {
-                "share": Number(0, 1, default=0.05),
-                "n_features": Int(1, default=3),
-                "magnitude": Number(default=1.0),
-            },
-            "correlation_break": {
-                "share": Number(0, 1, default=0.05),
-                "n_features": Int(1, default=1),
-            },
-            "variance_explosion": {
-                "share": Number(0, 1, default=0.05),
-                "n_features": Int(1, default=1),
-                "scale": Number(0, low_open=True, default=3.0),
-            },
+            "anomalies": KindList(SYNTHETIC_ANOMALIES, default=(
+                {"kind": "mean_shift", "share": 0.05, "n_features": 3, "magnitude": 1.0},
+                {"kind": "correlation_break", "share": 0.05, "n_features": 1},
+                {"kind": "variance_explosion", "share": 0.05, "n_features": 1, "scale": 3.0},
+            )),
         },
         "blobs2d": {
             "n_train": Int(2, default=1000),
@@ -305,7 +339,7 @@ def resolve_auto(doc: dict[str, Any]) -> dict[str, Any]:
 def default_params(schema: dict[str, Any] = SCHEMA) -> dict[str, Any]:
     """The params document of every default: a fresh copy, lists as lists (safe to change)."""
     return {name: default_params(spec) if isinstance(spec, dict)
-            else list(spec.default) if isinstance(spec, ListOf) else spec.default
+            else copy.deepcopy(list(spec.default)) if isinstance(spec, (ListOf, KindList)) else spec.default
             for name, spec in schema.items()}
 
 
@@ -346,6 +380,8 @@ def validate(doc: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> dic
         value = doc[name]
         if isinstance(spec, dict):
             validate(value, spec, key + ".")
+        elif isinstance(spec, KindList):
+            spec.validate_list(value, key)
         elif not spec.check(value):
             raise ParamsError(f"{key} = {value!r} is not allowed; expected {spec.allowed()}")
     if not prefix:
@@ -356,18 +392,17 @@ def validate(doc: Any, schema: dict[str, Any] = SCHEMA, prefix: str = "") -> dic
 def _check_relations(p: dict[str, Any]) -> None:
     """Rules that span several keys."""
     syn = p["data"]["synthetic"]
-    for kind in ("mean_shift", "correlation_break", "variance_explosion"):
-        if syn[kind]["n_features"] > syn["n_features"]:
+    for i, anomaly in enumerate(syn["anomalies"]):
+        if anomaly["n_features"] > syn["n_features"]:
             raise ParamsError(
-                f"data.synthetic.{kind}.n_features = {syn[kind]['n_features']} exceeds "
-                f"data.synthetic.n_features = {syn['n_features']}"
+                f"data.synthetic.anomalies[{i}].n_features = {anomaly['n_features']} ({anomaly['kind']}) "
+                f"exceeds data.synthetic.n_features = {syn['n_features']}"
             )
-    shares = sum(syn[k]["share"] for k in ("mean_shift", "correlation_break", "variance_explosion"))
+    shares = sum(anomaly["share"] for anomaly in syn["anomalies"])
     if shares >= 1:
         raise ParamsError(
-            "the anomaly shares data.synthetic.mean_shift.share, "
-            "data.synthetic.correlation_break.share and data.synthetic.variance_explosion.share "
-            f"add up to {shares:g}; they must sum to less than 1 so the test set keeps normal samples"
+            f"the shares of data.synthetic.anomalies add up to {shares:g}; they must sum to less "
+            "than 1 so the test set keeps normal samples"
         )
     _check_caps(p["data"])
     _check_classes(p["data"])

@@ -13,7 +13,7 @@ from .io import read_csv
 
 # The columns of training.fit's history rows, each under its DVCLive name: DVCLive's "split/
 # quantity" convention keeps them apart from reports/train_metrics.json's val_loss (the best
-# epoch's) in `dvc exp show`. The epoch (1, 2, ...) is DVCLive's step.
+# epoch's). The epoch (1, 2, ...) is DVCLive's step.
 EPOCH_METRICS = {
     "kl_weight": "kl_weight",
     "train_loss": "train/loss", "train_recon": "train/recon", "train_kl": "train/kl",
@@ -25,7 +25,7 @@ EPOCH_METRICS = {
 def epoch_log(folder: str | Path) -> Iterator[Callable[[dict[str, float]], None]]:
     """A callback for ``training.fit(on_epoch=...)`` that logs each epoch with DVCLive into
     ``folder``: ``plots/metrics/<name>.tsv`` gains a row (step = epoch) and ``metrics.json``
-    holds the latest epoch's values, as each epoch ends.
+    holds the latest epoch's losses, as each epoch ends.
 
     DVCLive's options keep the files byte-identical from run to run and the stage its own:
     no timestamps (log_metric's default), no HTML report, no dvc.yaml of its own (dvc.yaml
@@ -40,6 +40,10 @@ def epoch_log(folder: str | Path) -> Iterator[Callable[[dict[str, float]], None]
             live.step = int(row["epoch"])
             for column, name in EPOCH_METRICS.items():
                 live.log_metric(name, row[column])
+            # Live.summary (metrics.json) may be set by hand, DVCLive's docs say. Each of its
+            # keys is a column of `dvc exp show`, so it holds the losses alone (and DVCLive's
+            # step); the KL, its weight and the reconstruction term are in the plots.
+            live.summary = {"train": {"loss": row["train_loss"]}, "val": {"loss": row["val_loss"]}}
             live.next_step()
 
         yield log_epoch
