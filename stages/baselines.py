@@ -9,8 +9,9 @@ from vae_anomaly.params import load_params
 FEATURES = "data/prepared/features.npz"
 BASELINE_SCORES = "data/baseline_scores/test.npz"
 RECORD = "reports/baselines.json"
-# Detectors fitted at a time, one per core: each runs on one thread (baselines.one_torch_thread).
-JOBS = os.cpu_count() or 1
+# Detectors fitted at a time, one per core this process may use (taskset, a container's CPU
+# set): each runs on one thread (baselines.one_torch_thread).
+JOBS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def main() -> None:

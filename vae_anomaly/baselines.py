@@ -30,7 +30,6 @@ pixels that are constant in training by 1e-8.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import multiprocessing
 from collections.abc import Iterator
@@ -39,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import UserError, log, show_progress
+from .io import UserError, log, log_to_stderr, show_progress
 from .params import BASELINES
 from .sizing import Adaptations, capped_batch_size, neighbors_below
 
@@ -211,7 +210,7 @@ _worker_rows: dict[str, np.ndarray] = {}  # a worker's training and test rows (_
 
 
 def _start_worker(train: np.ndarray, test: np.ndarray) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s: %(message)s")  # as run_main
+    log_to_stderr()
     _worker_rows.update(train=as_rows(train), test=as_rows(test))
 
 

@@ -205,11 +205,16 @@ def exit_on_ctrl_c() -> None:
         signal.signal(signal.SIGINT, stop)
 
 
+def log_to_stderr() -> None:
+    """The log lines of a command, and of the worker processes it starts, on stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s: %(message)s")
+
+
 def run_main(main: Callable[[], None]) -> None:
     """Run a command-line ``main``: log to stderr, user errors as one line and exit status 2."""
     from .params import ParamsError
 
-    logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s: %(message)s")
+    log_to_stderr()
     try:
         main()
     except (ParamsError, UserError) as err:
