@@ -21,7 +21,8 @@ validation split with the same patience.
 
 A small training split sizes the detectors (``size_to_rows``: the deep detectors' batch at
 most the rows, KNN's k below them), and a detector that raises is recorded with its error
-rather than stopping the others (``baselines.on_error``).
+rather than stopping the others (``baselines.on_error``). The stage fits one detector per core
+at a time, each in a worker process (``baseline_scores``' ``jobs``); the scores do not change.
 
 Features are flattened to (N, D). They are already scaled with training statistics
 (tabular) or in [0, 1] (images), so PyOD's own standardisation is off: it would divide
