@@ -247,8 +247,14 @@ def table_rows(result: dict[str, Any]) -> list[Row]:
             total = sum(stages.values())
             rows.append(("every stage alone, total", f"{total:.1f} s", f"clean dvc repro {d['repro_s']:.1f} s",
                          f"{total / d['repro_s']:.0%} of it", ""))
+        threads = result["machine"]["torch_threads"]
+        rows += [(f"stage {name} alone on 1 thread (lever)", f"{s:.1f} s", f"{threads} threads: {stages[name]:.1f} s",
+                  f"{s / stages[name]:.2f}x", "") for name, s in d.get("stages_1_thread_s", {}).items()]
         if "import_torch_s" in d:
             rows.append(('python -c "import torch" (best of 3)', f"{d['import_torch_s']:.2f} s", "", "", ""))
+        if "import_dynamo_s" in d:
+            rows.append(("import torch._dynamo after torch (torch.optim would add it; best of 3)",
+                         f"{d['import_dynamo_s']:.2f} s", "not imported by any stage since issue 24", "", ""))
         rows.append((f"{sweep['experiments']} experiments, dvc queue start -j 2", f"{sweep['queue_j2_s']:.1f} s",
                      f"sequential {sweep['sequential_s']:.1f} s", f"{sweep['queue_vs_sequential']:.2f}x",
                      target("queue_vs_sequential", sweep["queue_vs_sequential"])))

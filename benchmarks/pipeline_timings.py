@@ -7,8 +7,9 @@ peak memory of a training stage, and DVC wall times.
   split sizes instead, which take the same memory.
 - DVC: in a temporary git + DVC copy of the project, a clean ``dvc repro`` on the default params,
   then a second (no-op) one. Then each stage's command of dvc.yaml once more on its own, timed
-  as a whole process (interpreter start and imports included), and ``python -c "import torch"``
-  (best of 3): where a clean repro's time goes, and how much of it is start-up. Then four short
+  as a whole process (interpreter start and imports included), the stages that run PyTorch
+  once more on one thread, ``python -c "import torch"`` and what ``torch._dynamo`` adds to it
+  (best of 3 each): where a clean repro's time goes, and how much of it is start-up. Then four short
   experiments (different ``train.seed``) run one after another with ``dvc exp run``, against
   four more queued and run by ``dvc queue start -j 2``. The queue workers inherit the
   environment of ``dvc queue start`` (DVC spawns them from it), which sets OMP_NUM_THREADS=1 so
@@ -108,23 +109,31 @@ def timed_tool(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> 
     return time.perf_counter() - start
 
 
-def stage_timings(project: Path) -> dict[str, float]:
-    """Each stage's command of ``project``'s dvc.yaml, in file order, run once in ``project``
-    (after a repro: its inputs are there), timed as a whole process."""
+def stage_timings(project: Path, only: tuple[str, ...] = (), env: dict[str, str] | None = None) -> dict[str, float]:
+    """Each stage's command of ``project``'s dvc.yaml (or those in ``only``), in file order,
+    run once in ``project`` (after a repro: its inputs are there) with ``env``, timed as a
+    whole process."""
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     seconds = {}
     for name, stage in stages.items():
+        if only and name not in only:
+            continue
         cmd = shlex.split(stage["cmd"])
         if cmd[0] == "python":  # ours, as on tool_env's PATH
             cmd[0] = sys.executable
-        seconds[name] = timed_tool(cmd, project)
+        seconds[name] = timed_tool(cmd, project, env)
     return seconds
 
 
-def import_torch_seconds(cwd: Path) -> float:
-    """Best of 3 of a fresh interpreter that imports torch and exits: what each stage that
-    needs PyTorch pays before its work."""
-    return best_seconds(lambda: run_tool([sys.executable, "-c", "import torch"], cwd), 3)
+def import_seconds(cwd: Path, modules: str) -> float:
+    """Best of 3 of a fresh interpreter that imports ``modules`` ("torch", "torch,
+    torch._dynamo") and exits: what a stage pays before its work."""
+    return best_seconds(lambda: run_tool([sys.executable, "-c", f"import {modules}"], cwd), 3)
+
+
+# The stages that run PyTorch. On the default tables every operation is small; timed again on
+# one thread, they say what the second thread's synchronisation costs there.
+TORCH_STAGES = ("train", "score", "detector")
 
 
 def dvc_timings(workdir: Path, sizes: Sizes) -> dict[str, Any]:
@@ -135,7 +144,10 @@ def dvc_timings(workdir: Path, sizes: Sizes) -> dict[str, Any]:
     repro = timed_tool(dvc_cmd("repro"), project)
     noop = timed_tool(dvc_cmd("repro"), project)
     stages = stage_timings(project)  # rewrites the same outputs: the stages are deterministic
-    import_torch = import_torch_seconds(project)
+    one_thread = stage_timings(project, TORCH_STAGES, tool_env(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"))
+    import_torch = import_seconds(project, "torch")
+    # What constructing a torch.optim optimizer would add (vae_anomaly/optim.py avoids it).
+    import_dynamo = import_seconds(project, "torch, torch._dynamo") - import_torch
     commit(project, "pipeline run")  # dvc.lock, so experiments restore prepare from the cache
 
     def experiment(seed: int) -> list[str]:
@@ -165,7 +177,9 @@ def dvc_timings(workdir: Path, sizes: Sizes) -> dict[str, Any]:
         "repro_s": repro,
         "repro_noop_s": noop,
         "stages_s": stages,
+        "stages_1_thread_s": one_thread,
         "import_torch_s": import_torch,
+        "import_dynamo_s": import_dynamo,
         "sweep": {
             "experiments": len(queued_seeds),
             "overrides": f"train.seed=<seed>, train.epochs={sizes.sweep_epochs}, train.kl_warmup_epochs=1",

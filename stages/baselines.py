@@ -1,5 +1,7 @@
 """baselines: PyOD detectors fitted on the training split, their scores on the test split;
 the record of what was adapted to the data and which detectors failed."""
+import os
+
 from vae_anomaly.baselines import DEEP_BASELINES, baseline_scores
 from vae_anomaly.io import log, read_arrays, run_stage, write_arrays, write_json
 from vae_anomaly.params import load_params
@@ -7,18 +9,23 @@ from vae_anomaly.params import load_params
 FEATURES = "data/prepared/features.npz"
 BASELINE_SCORES = "data/baseline_scores/test.npz"
 RECORD = "reports/baselines.json"
+# Detectors fitted at a time, one per core this process may use (taskset, a container's CPU
+# set): each runs on one thread (baselines.one_torch_thread).
+JOBS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def main() -> None:
     params = load_params()
     log.info("read params.yaml: baselines=%s model=%s train=%s", params["baselines"], params["model"], params["train"])
-    device = "cpu"
-    if set(params["baselines"]["names"]) & set(DEEP_BASELINES):  # torch only for the deep ones
+    # Resolved where the deep baselines run (the workers import torch; this process need not),
+    # but an impossible 'cuda' stops the stage here, before any work.
+    device = params["train"]["device"]
+    if device == "cuda" and set(params["baselines"]["names"]) & set(DEEP_BASELINES):
         from vae_anomaly.models import resolve_device
 
-        device = str(resolve_device(params["train"]["device"]))
+        resolve_device(device)
     features = read_arrays(FEATURES)
-    scores, record = baseline_scores(features, params, device)
+    scores, record = baseline_scores(features, params, device, JOBS)
     write_arrays(BASELINE_SCORES, **scores)
     write_json(RECORD, record)
 

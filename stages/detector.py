@@ -21,7 +21,7 @@ def main() -> None:
     model = load_model(MODEL, resolve_device(params["train"]["device"]))
     scaling = read_arrays(SCALING)
     detector = Detector.from_pipeline(
-        params, model, read_arrays(FEATURES)["train"], Scaling(**scaling) if scaling else None,
+        params, model, read_arrays(FEATURES, "train")["train"], Scaling(**scaling) if scaling else None,
         read_json(THRESHOLD)["threshold"], read_arrays(TRAIN_SCORES), read_arrays(VAL_SCORES),
     )
     detector.save(DETECTOR)

@@ -18,7 +18,7 @@ def main() -> None:
     params = load_params()
     log.info("read params.yaml: model=%s train=%s", params["model"], params["train"])
     device = resolve_device(params["train"]["device"])
-    features = read_arrays(FEATURES)
+    features = read_arrays(FEATURES, "train", "val")  # not the test split: memory
     with epoch_log(LOG_DIR) as log_epoch:
         model, history, summary = train_model(features["train"], features["val"], params, device, log_epoch)
     log.info("logged %d epochs to %s (DVCLive)", len(history), LOG_DIR)

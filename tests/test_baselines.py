@@ -61,6 +61,19 @@ def test_seeded_runs_agree_and_images_are_flattened():
         np.testing.assert_array_equal(first[name], second[name])
 
 
+def test_baselines_fitted_in_worker_processes_score_as_fitted_in_turn():
+    """The stage fits one detector per core at a time (jobs): the same scores, in the order of
+    baselines.names, and the same record (compressed_length fails on a table, in both)."""
+    train, test, _ = data()
+    params = small_params(["compressed_length", "iforest", "knn", "autoencoder", "vae"])
+    scores, record = baseline_scores(features(train, test), params)
+    in_workers, record_in_workers = baseline_scores(features(train, test), params, jobs=2)
+    assert record_in_workers == record and list(record["failed"]) == ["compressed_length"]
+    assert list(in_workers) == list(scores) == ["iforest", "knn", "autoencoder", "vae"]
+    for name in scores:
+        np.testing.assert_array_equal(in_workers[name], scores[name])
+
+
 def test_no_baselines_gives_no_scores():
     train, test, _ = data()
     assert baseline_scores(features(train, test), small_params([]))[0] == {}

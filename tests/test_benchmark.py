@@ -60,7 +60,8 @@ def fabricated_result(mlp: float, conv: float, iwae: float, repro_s: float) -> d
                              "data": "default synthetic, 8000 x 30 train, 2000 test"},
         "fashion_train": {"peak_rss_mb": 900.0, "data": "random"},
         "dvc": {"repro_s": repro_s, "repro_noop_s": 1.0, "params": "default params.yaml",
-                "stages_s": {"prepare": 2.0, "train": 10.0}, "import_torch_s": 1.5,
+                "stages_s": {"prepare": 2.0, "train": 10.0}, "stages_1_thread_s": {"train": 8.0},
+                "import_torch_s": 1.5, "import_dynamo_s": 1.2,
                 "sweep": {"experiments": 4, "queue_j2_s": 60.0, "sequential_s": 100.0,
                           "queue_vs_sequential": 0.6}},
         "suite": {"task_seconds_total": 10.0, "by_family": {"odds": 6.0, "digits": 4.0}, "tasks": 3,
@@ -90,7 +91,8 @@ def test_table_rows_say_which_targets_are_met():
     assert verdict(rows, "4 experiments") == "met"
     # PyOD's epochs are references, with no target; the new measurements have their rows.
     assert verdict(rows, "PyOD VAE epoch (") == verdict(rows, "PyOD VAE epoch,") == ""
-    assert {"stage prepare alone (whole process)", "stage train alone (whole process)"} <= set(rows)
+    assert {"stage prepare alone (whole process)", "stage train alone (whole process)",
+            "stage train alone on 1 thread (lever)"} <= set(rows)
     assert verdict(rows, "time to a scored detector") == verdict(rows, "detection suite as recorded") == ""
 
     rows = verdicts(fabricated_result(mlp=1.6, conv=1.2, iwae=2.5, repro_s=20.0))

@@ -21,7 +21,8 @@ validation split with the same patience.
 
 A small training split sizes the detectors (``size_to_rows``: the deep detectors' batch at
 most the rows, KNN's k below them), and a detector that raises is recorded with its error
-rather than stopping the others (``baselines.on_error``).
+rather than stopping the others (``baselines.on_error``). The stage fits one detector per core
+at a time, each in a worker process (``baseline_scores``' ``jobs``); the scores do not change.
 
 Features are flattened to (N, D). They are already scaled with training statistics
 (tabular) or in [0, 1] (images), so PyOD's own standardisation is off: it would divide
@@ -31,12 +32,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from .io import UserError, log, show_progress
+from .io import UserError, log, log_to_stderr, show_progress
 from .params import BASELINES
 from .sizing import Adaptations, capped_batch_size, neighbors_below
 
@@ -130,34 +133,90 @@ def fit_and_score(detector: Any, name: str, train: np.ndarray, test: np.ndarray)
 
 
 def baseline_scores(
-    features: dict[str, np.ndarray], params: dict[str, Any], device: str = "cpu"
+    features: dict[str, np.ndarray], params: dict[str, Any], device: str = "cpu", jobs: int = 1
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Each baseline in ``baselines.names`` fitted on every training row of ``features``: its
     test scores, higher = more anomalous; and the stage's record: the rows fitted on, the
     size adaptations, and the error of each baseline that failed. ``params`` is the whole
     params document: the deep baselines take their budget from ``model`` and ``train``.
+    ``jobs`` detectors are fitted at a time, each in its own process (each is single-threaded
+    here: one_torch_thread); the scores are the same for any ``jobs``.
 
     A baseline that raises is left out of the scores and its error recorded, unless
     ``baselines.on_error`` is ``"stop"``: then it stops the stage with a UserError."""
     baselines_p = params["baselines"]
-    train, test = (features[split].reshape(len(features[split]), -1).astype(np.float64) for split in ("train", "test"))
+    names = baselines_p["names"]
     budget = {**deep_budget(params, features["val"]), "complexity_codec": params["score"]["complexity_codec"]}
-    sized, budget, adapted = size_to_rows(baselines_p, budget, len(train))
+    sized, budget, adapted = size_to_rows(baselines_p, budget, len(features["train"]))
+    settings = (sized, budget, features["train"].shape[1:], device)
+    if jobs > 1 and len(names) > 1:
+        outcomes = fitted_in_workers(names, settings, features["train"], features["test"], min(jobs, len(names)))
+    else:
+        outcomes = fitted_in_turn(names, settings, features["train"], features["test"])
     scores, failed = {}, {}
-    for name in baselines_p["names"]:
-        try:
-            detector = build_detector(name, sized, budget, features["train"].shape[1:], device)
-            scores[name] = fit_and_score(detector, name, train, test)
-        except Exception as err:  # whatever PyOD raises; Ctrl-C (not an Exception) still stops
-            failed[name] = " ".join(f"{type(err).__name__}: {err}".split())  # one line
+    with contextlib.closing(outcomes):  # a stop ends the fitting still to come
+        for name, outcome in outcomes:
+            if not isinstance(outcome, Exception):
+                scores[name] = outcome
+                continue
+            failed[name] = " ".join(f"{type(outcome).__name__}: {outcome}".split())  # one line
             if baselines_p["on_error"] == "stop":
                 raise UserError(
                     f"baseline {name} failed: {failed[name]} (baselines.on_error: stop; set it to "
                     f"record to go on without it, or remove {name} from baselines.names)"
-                ) from err
+                ) from outcome
             log.warning("baseline %s failed, left out of the comparison (baselines.on_error: record): %s",
                         name, failed[name])
-    return scores, {"n_fit": len(train), "adaptations": adapted, "failed": failed}
+    return scores, {"n_fit": len(features["train"]), "adaptations": adapted, "failed": failed}
+
+
+Settings = tuple[dict[str, Any], dict[str, Any], tuple[int, ...], str]  # build_detector's, after the name
+Outcomes = Iterator[tuple[str, np.ndarray | Exception]]  # each baseline's test scores, or its error
+
+
+def as_rows(x: np.ndarray) -> np.ndarray:
+    """Samples flattened to float64 rows (N, D), as PyOD's detectors take them."""
+    return x.reshape(len(x), -1).astype(np.float64)
+
+
+def fitted_in_turn(names: list[str], settings: Settings, train: np.ndarray, test: np.ndarray) -> Outcomes:
+    """Each baseline fitted and scored in this process, one after another, as it is asked for."""
+    train, test = as_rows(train), as_rows(test)
+    for name in names:
+        try:
+            yield name, fit_and_score(build_detector(name, *settings), name, train, test)
+        except Exception as err:  # whatever PyOD raises; Ctrl-C (not an Exception) still stops
+            yield name, err
+
+
+def fitted_in_workers(names: list[str], settings: Settings, train: np.ndarray, test: np.ndarray, jobs: int) -> Outcomes:
+    """The same in ``jobs`` worker processes, the deep baselines (the longest) started first;
+    yielded in the order of ``names``. Each worker receives the data once. Spawned, not
+    forked: a forked child inherits torch's thread pools half-initialised, and CUDA not at all."""
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(train, test))
+    try:
+        futures = {name: pool.submit(_fit_in_worker, name, settings)
+                   for name in sorted(names, key=lambda name: name not in DEEP_BASELINES)}
+        for name in names:
+            try:
+                yield name, futures[name].result()
+            except Exception as err:  # raised in the worker, or the worker died
+                yield name, err
+    finally:
+        pool.shutdown(cancel_futures=True)  # after a stop: the running ones end, the rest never start
+
+
+_worker_rows: dict[str, np.ndarray] = {}  # a worker's training and test rows (_start_worker)
+
+
+def _start_worker(train: np.ndarray, test: np.ndarray) -> None:
+    log_to_stderr()
+    _worker_rows.update(train=as_rows(train), test=as_rows(test))
+
+
+def _fit_in_worker(name: str, settings: Settings) -> np.ndarray:
+    return fit_and_score(build_detector(name, *settings), name, _worker_rows["train"], _worker_rows["test"])
 
 
 @contextlib.contextmanager

@@ -106,11 +106,17 @@ def write_arrays(path: str | Path, **arrays: np.ndarray) -> None:
     log.info("wrote %s (%s)", path, ", ".join(f"{k}{tuple(v.shape)}" for k, v in arrays.items()))
 
 
-def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
+def read_arrays(path: str | Path, *names: str) -> dict[str, np.ndarray]:
+    """The arrays of the .npz ``path``, or only those ``names`` (an .npz member is read when
+    asked for, so a stage that needs two splits holds only those in memory)."""
     path = Path(path)
     _require(path)
     with np.load(path, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
+        missing = [k for k in names if k not in npz.files]
+        if missing:
+            raise UserError(f"{path} holds no {', '.join(missing)} (it has {', '.join(npz.files)}); "
+                            "re-run the stage that writes it")
+        arrays = {k: npz[k] for k in names or npz.files}
     log.info("read %s (%s)", path, ", ".join(f"{k}{tuple(v.shape)}" for k, v in arrays.items()))
     return arrays
 
@@ -199,11 +205,16 @@ def exit_on_ctrl_c() -> None:
         signal.signal(signal.SIGINT, stop)
 
 
+def log_to_stderr() -> None:
+    """The log lines of a command, and of the worker processes it starts, on stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s: %(message)s")
+
+
 def run_main(main: Callable[[], None]) -> None:
     """Run a command-line ``main``: log to stderr, user errors as one line and exit status 2."""
     from .params import ParamsError
 
-    logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s: %(message)s")
+    log_to_stderr()
     try:
         main()
     except (ParamsError, UserError) as err:

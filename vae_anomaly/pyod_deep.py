@@ -21,6 +21,8 @@ from pyod.models.vae import VAE, vae_loss
 from pyod.utils.torch_utility import TorchDataset
 
 from .io import log
+from .models import resolve_device
+from .optim import FusedAdam
 
 
 class EarlyStopping:
@@ -31,13 +33,21 @@ class EarlyStopping:
     validation_data: np.ndarray
     patience: int
 
+    def training_prepare(self) -> None:
+        """PyOD's, with our FusedAdam for the torch.optim.Adam it builds (``optimizer_params``
+        is empty, so PyOD's Adam has torch's defaults but the learning rate): the same update,
+        fused, as our VAE's optimizer (vae_anomaly.training.fit), and without torch.optim's
+        import of torch._dynamo (vae_anomaly.optim). PyOD has no option for either."""
+        self.model = self.model.to(self.device)
+        self.optimizer = FusedAdam(self.model.parameters(), lr=self.lr)
+        self.model.train()
+
     def validation_loss(self, x: torch.Tensor) -> float:
         raise NotImplementedError
 
     def train(self, train_loader: torch.utils.data.DataLoader) -> None:
         x_val = torch.as_tensor(self.validation_data, dtype=torch.float32, device=self.device)
         batches = shuffled_batches(train_loader)
-        self.optimizer = fused(self.optimizer)
         best_loss, best_state, since_best = math.inf, None, 0
         for epoch in range(self.epoch_num):
             self.model.train()
@@ -78,16 +88,6 @@ def shuffled_batches(loader: torch.utils.data.DataLoader) -> Callable[[], Iterat
     return epoch
 
 
-def fused(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-    """PyOD's Adam with its settings, fused: one pass over each parameter per step, as our VAE's
-    optimizer (vae_anomaly.training.fit). PyOD builds the unfused one and has no option for it."""
-    if type(optimizer) is not torch.optim.Adam or optimizer.state:
-        return optimizer
-    g = optimizer.param_groups[0]
-    return torch.optim.Adam(g["params"], lr=g["lr"], betas=g["betas"], eps=g["eps"],
-                            weight_decay=g["weight_decay"], amsgrad=g["amsgrad"], fused=True)
-
-
 def row_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Euclidean distance between the rows of ``x`` and ``y``: what PyOD's
     pairwise_distances_no_broadcast computes, in NumPy, because PyOD's is a numba function
@@ -121,10 +121,11 @@ class EarlyStoppedVAE(EarlyStopping, VAE):
 
 def deep_baseline(name: str, budget: dict[str, Any], n_features: int, seed: int, device: str, verbose: int) -> EarlyStopping:
     """An unfitted deep baseline ``name`` with the ``budget`` of our VAE: ``hidden_dims``,
-    ``latent_dim``, ``epochs``, ``batch_size``, ``lr``, ``patience`` and ``validation_data``."""
+    ``latent_dim``, ``epochs``, ``batch_size``, ``lr``, ``patience`` and ``validation_data``;
+    on ``device``, a value of train.device (auto: CUDA when there is one)."""
     common = dict(
         preprocessing=False, epoch_num=budget["epochs"], batch_size=budget["batch_size"], lr=budget["lr"],
-        optimizer_params={}, batch_norm=False, dropout_rate=0.0, random_state=seed, device=device,
+        optimizer_params={}, batch_norm=False, dropout_rate=0.0, random_state=seed, device=str(resolve_device(device)),
         verbose=verbose,
     )
     hidden = list(budget["hidden_dims"])

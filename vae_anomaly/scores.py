@@ -37,17 +37,21 @@ import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from sklearn.covariance import EmpiricalCovariance, LedoitWolf
-from sklearn.neighbors import NearestNeighbors
 from tqdm import tqdm
 
 from .io import show_progress
 from .models import VAE
 from .params import DISCRETE_LIKELIHOOD_SCORES, REFERENCE_SCORES, VAE_ONLY_SCORES
+
+# scikit-learn (1 CPU second, 80 MB) is imported where the reference scores are fitted: the
+# train stage imports this module through the pipeline and never fits them.
+if TYPE_CHECKING:
+    from sklearn.covariance import EmpiricalCovariance
+    from sklearn.neighbors import NearestNeighbors
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -315,6 +319,8 @@ def fit_reference(model: VAE, x_train: np.ndarray, names: list[str], batch_size:
         # Ledoit-Wolf shrinkage keeps the covariance invertible when residuals are nearly
         # collinear (few rows, many features); its precision's Cholesky factor W has
         # W W^T = S^-1, so r W has identity covariance on the training residuals.
+        from sklearn.covariance import LedoitWolf
+
         precision = LedoitWolf().fit(residuals).precision_
         whitener = np.linalg.cholesky((precision + precision.T) / 2)
         joint = np.hstack([codes, residuals @ whitener])
@@ -339,6 +345,9 @@ def reference_from_arrays(arrays: dict[str, np.ndarray], names: list[str]) -> Tr
     """The :class:`TrainingReference` of the reference scores among ``names``, fitted on the
     arrays of :func:`reference_arrays` (which :func:`fit_reference` also builds): the same
     arrays give the same Gaussian and neighbours, so a saved detector scores as the pipeline."""
+    from sklearn.covariance import EmpiricalCovariance
+    from sklearn.neighbors import NearestNeighbors
+
     codes = arrays["codes"]
     reference = TrainingReference(k=min(int(arrays["k"]), len(codes)), codes=codes)
     if "latent_mahalanobis" in names:
