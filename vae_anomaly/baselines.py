@@ -179,12 +179,17 @@ def as_rows(x: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), -1).astype(np.float64)
 
 
+def fit_one(name: str, settings: Settings, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Baseline ``name`` built with ``settings``, fitted on the ``train`` rows: its ``test`` scores."""
+    return fit_and_score(build_detector(name, *settings), name, train, test)
+
+
 def fitted_in_turn(names: list[str], settings: Settings, train: np.ndarray, test: np.ndarray) -> Outcomes:
     """Each baseline fitted and scored in this process, one after another, as it is asked for."""
     train, test = as_rows(train), as_rows(test)
     for name in names:
         try:
-            yield name, fit_and_score(build_detector(name, *settings), name, train, test)
+            yield name, fit_one(name, settings, train, test)
         except Exception as err:  # whatever PyOD raises; Ctrl-C (not an Exception) still stops
             yield name, err
 
@@ -216,7 +221,7 @@ def _start_worker(train: np.ndarray, test: np.ndarray) -> None:
 
 
 def _fit_in_worker(name: str, settings: Settings) -> np.ndarray:
-    return fit_and_score(build_detector(name, *settings), name, _worker_rows["train"], _worker_rows["test"])
+    return fit_one(name, settings, _worker_rows["train"], _worker_rows["test"])
 
 
 @contextlib.contextmanager
