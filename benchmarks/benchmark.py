@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from tabulate import tabulate
 
-from benchmarks.floors import matmul_rate
+from benchmarks.floors import PRODUCT_OPS, matmul_rate
 from benchmarks.pipeline_timings import dvc_timings, fashion_train_peak_rss
 from benchmarks.project import ROOT
 from benchmarks.suite import compute_seconds
@@ -195,6 +195,13 @@ def table_rows(result: dict[str, Any]) -> list[Row]:
         rows.append((f"MLP VAE 784-400-20 epoch ({mlp['n_train']:,} + {mlp['n_val']:,} val)",
                      f"{mlp['epoch_s']:.2f} s", f"floor {mlp['floor_s']:.2f} s", f"{mlp['vs_floor']:.2f}x",
                      target("mlp_epoch_vs_floor", mlp["vs_floor"])))
+        if "profile" in mlp:
+            prof = mlp["profile"]
+            rest = ", ".join(f"{name.removeprefix('aten::')} {seconds:.3f}"
+                             for name, seconds in prof["top_operators"].items() if name not in PRODUCT_OPS)
+            rows.append(("MLP VAE epoch: its matrix products alone (torch.profiler)", f"{prof['products_s']:.2f} s",
+                         f"floor {mlp['floor_s']:.2f} s; all operators {prof['operators_s']:.2f} s; largest "
+                         f"others (s): {rest}", f"{prof['products_s'] / mlp['floor_s']:.2f}x", ""))
         if "epoch_s_1_thread" in mlp:
             one = mlp["epoch_s_1_thread"]
             rows.append(("MLP VAE epoch on 1 thread (oversubscription check)", f"{one:.2f} s",
@@ -241,8 +248,11 @@ def table_rows(result: dict[str, Any]) -> list[Row]:
             absolute_row("dvc repro, no-op", "dvc_repro_noop_s", d["repro_noop_s"], f"{d['repro_noop_s']:.1f} s"),
         ]
         stages = d.get("stages_s", {})
-        rows += [(f"stage {name} alone (whole process)", f"{s:.1f} s", f"clean dvc repro {d['repro_s']:.1f} s",
-                  f"{s / d['repro_s']:.0%} of it", "") for name, s in stages.items()]
+        imports = d.get("stages_imports_s", {})
+        rows += [(f"stage {name} alone (whole process)",
+                  f"{s:.1f} s" + (f", imports {imports[name]:.1f} s" if name in imports else ""),
+                  f"clean dvc repro {d['repro_s']:.1f} s", f"{s / d['repro_s']:.0%} of it", "")
+                 for name, s in stages.items()]
         if stages:
             total = sum(stages.values())
             rows.append(("every stage alone, total", f"{total:.1f} s", f"clean dvc repro {d['repro_s']:.1f} s",

@@ -8,6 +8,10 @@
 - Training: one epoch of ``fit`` is a training step (loss forward and backward) per training
   sample and a loss evaluation per validation sample (``fit`` checks them every epoch).
 - Scoring with K posterior samples: one encoder pass per sample and K decoder passes.
+- Where an epoch's time goes: ``epoch_profile`` takes each operator's self time from
+  ``torch.profiler`` over the same difference of two ``fit`` lengths as the epoch's timing; the
+  matrix products' share of it, set against the floor, says how much of the gap is the products
+  themselves (small batches run them below the n x n rate) and how much is everything else.
 - Timings are the best of a few repeats: on a shared machine the best run is the one least
   disturbed by other work. An epoch is the difference of two ``fit`` lengths, so what a call
   does once (set-up, warm-up, a final scoring pass) cancels.
@@ -88,6 +92,29 @@ def matmul_rate(n: int, repeats: int) -> float:
     a, b = torch.rand(n, n), torch.rand(n, n)
     a @ b  # warm-up: thread pool and allocator
     return 2 * n**3 / best_seconds(lambda: a @ b, max(3, repeats))
+
+
+PRODUCT_OPS = ("aten::mm", "aten::addmm", "aten::bmm")  # the matrix products of an MLP's step
+
+
+def operator_seconds(run: Callable[[], Any]) -> dict[str, float]:
+    """Self CPU seconds of each PyTorch operator ``run`` calls, from ``torch.profiler``."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        run()
+    return {event.key: event.self_cpu_time_total / 1e6 for event in prof.key_averages()}
+
+
+def epoch_profile(train: Callable[[int], Any], few: int = 1, many: int = 3, top: int = 6) -> dict[str, Any]:
+    """Where one epoch of ``train(epochs)`` goes, per operator: (profile of ``many`` epochs -
+    profile of ``few``) / (many - few), as :func:`epoch_timing` times it. ``products_s`` is the
+    matrix products' self time (PRODUCT_OPS), ``operators_s`` every operator's, and
+    ``top_operators`` the ``top`` largest, in seconds per epoch."""
+    train(few)  # untimed: one-time set-up lands in neither profile
+    short, long = operator_seconds(lambda: train(few)), operator_seconds(lambda: train(many))
+    per_epoch = {name: (long[name] - short.get(name, 0.0)) / (many - few) for name in long}
+    largest = sorted(per_epoch.items(), key=lambda item: -item[1])[:top]
+    return {"products_s": sum(per_epoch.get(name, 0.0) for name in PRODUCT_OPS),
+            "operators_s": sum(per_epoch.values()), "top_operators": dict(largest)}
 
 
 def epoch_timing(train: Callable[[int], Any], repeats: int, few: int = 1, many: int = 3) -> dict[str, float]:

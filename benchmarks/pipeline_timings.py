@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -125,6 +126,34 @@ def stage_timings(project: Path, only: tuple[str, ...] = (), env: dict[str, str]
     return seconds
 
 
+def top_level_import_seconds(importtime: str) -> float:
+    """The seconds of a process's imports from its ``python -X importtime`` output: the
+    cumulative times of the top-level imports (nested ones are counted inside them)."""
+    total = 0
+    for line in importtime.splitlines():
+        # "import time: self [us] | cumulative | name", a nested name indented two more spaces
+        fields = line.removeprefix("import time:").split("|")
+        if line.startswith("import time:") and len(fields) == 3 and fields[1].strip().isdigit() \
+                and not fields[2].startswith("  "):
+            total += int(fields[1])
+    return total / 1e6
+
+
+def stage_import_seconds(project: Path) -> dict[str, float]:
+    """Each Python stage of ``project``'s dvc.yaml run once more under ``python -X importtime``:
+    the seconds of its imports, those of the processes it spawns included (the baselines'
+    workers import in parallel, so theirs add up to more than the wall time they cost)."""
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    seconds = {}
+    for name, stage in stages.items():
+        cmd = shlex.split(stage["cmd"])
+        if cmd[0] == "python":
+            done = subprocess.run([sys.executable, "-X", "importtime", *cmd[1:]], cwd=project, env=tool_env(),
+                                  capture_output=True, text=True, check=True)
+            seconds[name] = top_level_import_seconds(done.stderr)
+    return seconds
+
+
 def import_seconds(cwd: Path, modules: str) -> float:
     """Best of 3 of a fresh interpreter that imports ``modules`` ("torch", "torch,
     torch._dynamo") and exits: what a stage pays before its work."""
@@ -144,6 +173,7 @@ def dvc_timings(workdir: Path, sizes: Sizes) -> dict[str, Any]:
     repro = timed_tool(dvc_cmd("repro"), project)
     noop = timed_tool(dvc_cmd("repro"), project)
     stages = stage_timings(project)  # rewrites the same outputs: the stages are deterministic
+    imports = stage_import_seconds(project)
     one_thread = stage_timings(project, TORCH_STAGES, tool_env(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"))
     import_torch = import_seconds(project, "torch")
     # What constructing a torch.optim optimizer would add (vae_anomaly/optim.py avoids it).
@@ -177,6 +207,7 @@ def dvc_timings(workdir: Path, sizes: Sizes) -> dict[str, Any]:
         "repro_s": repro,
         "repro_noop_s": noop,
         "stages_s": stages,
+        "stages_imports_s": imports,
         "stages_1_thread_s": one_thread,
         "import_torch_s": import_torch,
         "import_dynamo_s": import_dynamo,

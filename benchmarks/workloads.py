@@ -46,7 +46,7 @@ import numpy as np
 import torch
 import yaml
 
-from benchmarks.floors import best_seconds, epoch_floor_flop, epoch_timing, scoring_floor_flop
+from benchmarks.floors import best_seconds, epoch_floor_flop, epoch_profile, epoch_timing, scoring_floor_flop
 from benchmarks.project import ROOT, run_tool, tool_env
 from vae_anomaly import datasets
 from vae_anomaly.data import make_synthetic
@@ -232,6 +232,9 @@ def training_section(data: dict[str, np.ndarray], sizes: Sizes) -> dict[str, Any
             "n_train": n_train, "n_val": n_val,
             "floor_flop": epoch_floor_flop(build_model(config), n_train, n_val),
         }
+    # Where the MLP epoch's time goes: its matrix products against everything else (issue 24).
+    log.info("training epoch: mlp_784_400_20 under torch.profiler")
+    training["mlp_784_400_20"]["profile"] = epoch_profile(lambda e: fit_ours(MLP_VAE, data, e))
     # The same epoch on one thread: faster than on all of them means other work occupies the
     # cores, and every thread-parallel figure of this run is then skewed (threads wait for
     # each other at every operation).

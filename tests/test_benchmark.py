@@ -8,6 +8,7 @@ from benchmarks.floors import (
     scoring_floor_flop,
     training_flop_per_sample,
 )
+from benchmarks.pipeline_timings import top_level_import_seconds
 from benchmarks.project import set_params
 from benchmarks.workloads import MLP_VAE
 from vae_anomaly.models import build_model
@@ -49,7 +50,10 @@ def fabricated_result(mlp: float, conv: float, iwae: float, repro_s: float) -> d
         "matmul_gflops": {"start": 100.0, "end": 120.0, "used": 120.0},
         "machine": {"torch_threads": 2},
         "training": {
-            "mlp_784_400_20": {**epoch, "epoch_s": mlp, "vs_floor": mlp},
+            "mlp_784_400_20": {**epoch, "epoch_s": mlp, "vs_floor": mlp,
+                               "profile": {"products_s": 0.9, "operators_s": 1.2,
+                                           "top_operators": {"aten::mm": 0.5, "aten::addmm": 0.4,
+                                                             "aten::log_sigmoid_forward": 0.1}}},
             "conv": {**epoch, "epoch_s": conv, "vs_floor": conv},
             "pyod_vae": {**epoch, "epoch_s": 2 * mlp, "vs_ours": 2.0},
             "pyod_vae_matched": {**epoch, "epoch_s": 1.5 * mlp, "vs_ours": 1.5},
@@ -60,7 +64,8 @@ def fabricated_result(mlp: float, conv: float, iwae: float, repro_s: float) -> d
                              "data": "default synthetic, 8000 x 30 train, 2000 test"},
         "fashion_train": {"peak_rss_mb": 900.0, "data": "random"},
         "dvc": {"repro_s": repro_s, "repro_noop_s": 1.0, "params": "default params.yaml",
-                "stages_s": {"prepare": 2.0, "train": 10.0}, "stages_1_thread_s": {"train": 8.0},
+                "stages_s": {"prepare": 2.0, "train": 10.0},
+                "stages_imports_s": {"prepare": 0.5, "train": 4.0}, "stages_1_thread_s": {"train": 8.0},
                 "import_torch_s": 1.5, "import_dynamo_s": 1.2,
                 "sweep": {"experiments": 4, "queue_j2_s": 60.0, "sequential_s": 100.0,
                           "queue_vs_sequential": 0.6}},
@@ -102,3 +107,22 @@ def test_table_rows_say_which_targets_are_met():
     rows = {row[0]: row for row in table_rows(fabricated_result(mlp=1.0, conv=1.0, iwae=1.0, repro_s=30.0))}
     assert rows["dvc repro, clean (default params.yaml)"][1:] == (
         "30.0 s", "target 25 s", "1.20x target", "< 25 s: missed")
+
+
+def test_the_epoch_profile_and_each_stage_imports_have_their_rows():
+    rows = {row[0]: row for row in table_rows(fabricated_result(mlp=1.0, conv=1.0, iwae=1.0, repro_s=30.0))}
+    products = rows["MLP VAE epoch: its matrix products alone (torch.profiler)"]
+    assert products[1] == "0.90 s" and products[3] == "0.90x"
+    assert "log_sigmoid_forward 0.100" in products[2] and "aten::mm" not in products[2]
+    assert rows["stage train alone (whole process)"][1] == "10.0 s, imports 4.0 s"
+
+
+def test_import_seconds_add_up_the_top_level_imports_only():
+    importtime = """import time: self [us] | cumulative | imported package
+import time:       100 |        100 |   numpy._core
+import time:       200 |        300 | numpy
+import time:        50 |       1500 |     torch._C
+import time:      1000 |       2500 | torch
+some other line on stderr
+"""
+    assert top_level_import_seconds(importtime) == pytest.approx(0.0028)
