@@ -1,16 +1,22 @@
 """detector: what scoring new data needs, in one folder: the trained model, the scaling and
-reference of the training split, the threshold (``python -m vae_anomaly predict`` reads it)."""
+reference of the training split, the threshold (``python -m vae_anomaly predict`` reads it).
+
+It packages what the stages before it computed (the train stage's model file as it is, the
+score stage's training reference and scores) with the writer ``Detector.save`` uses
+(vae_anomaly.detector_folder), and imports neither torch, scikit-learn nor PyOD: a second
+of start-up instead of five (issue 24)."""
+from vae_anomaly.combination import fit_combination
 from vae_anomaly.data import Scaling
-from vae_anomaly.detector import Detector
-from vae_anomaly.io import log, read_arrays, read_json, run_stage
-from vae_anomaly.models import load_model, resolve_device
-from vae_anomaly.params import load_params
+from vae_anomaly.detector_folder import SECTIONS, checked_params, write_detector_folder
+from vae_anomaly.io import UserError, log, read_arrays, read_bytes, read_json, read_shape, run_stage
+from vae_anomaly.params import REFERENCE_SCORES, load_params
 
 FEATURES = "data/prepared/features.npz"
 SCALING = "data/prepared/scaling.npz"
 MODEL = "data/model.pt"
 TRAIN_SCORES = "data/scores/train.npz"
 VAL_SCORES = "data/scores/val.npz"
+REFERENCE = "data/scores/reference.npz"
 THRESHOLD = "reports/threshold.json"
 DETECTOR = "data/detector"
 
@@ -18,13 +24,25 @@ DETECTOR = "data/detector"
 def main() -> None:
     params = load_params()
     log.info("read params.yaml: score=%s threshold=%s", params["score"], params["threshold"])
-    model = load_model(MODEL, resolve_device(params["train"]["device"]))
-    scaling = read_arrays(SCALING)
-    detector = Detector.from_pipeline(
-        params, model, read_arrays(FEATURES, "train")["train"], Scaling(**scaling) if scaling else None,
-        read_json(THRESHOLD)["threshold"], read_arrays(TRAIN_SCORES), read_arrays(VAL_SCORES),
+    checked = checked_params({name: params[name] for name in SECTIONS}, params["data"]["val_fraction"])
+    score = checked["score"]
+    reference = None
+    wanted = [name for name in score["names"] if name in REFERENCE_SCORES]
+    if wanted:
+        reference = read_arrays(REFERENCE)
+        if not reference:
+            raise UserError(f"{REFERENCE} holds no training reference, but score.names includes {wanted[0]}; "
+                            "re-run the score stage (`dvc repro score`)")
+    scaling = read_arrays(SCALING)  # empty for images, which are not scaled
+    combined_scales = None
+    if "combined" in score["names"]:
+        combined_scales = fit_combination(read_arrays(VAL_SCORES), score["combine"])
+    write_detector_folder(
+        DETECTOR, read_bytes(MODEL), params=checked, input_shape=read_shape(FEATURES, "train")[1:],
+        val_fraction=params["data"]["val_fraction"], contamination=None, threshold=read_json(THRESHOLD)["threshold"],
+        decision_scores=read_arrays(TRAIN_SCORES, score["primary"])[score["primary"]],
+        scaling=Scaling(**scaling) if scaling else None, reference=reference, combined_scales=combined_scales,
     )
-    detector.save(DETECTOR)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
 """score: per-sample anomaly scores of every split, from the trained model; for the test split
-also the posterior statistics and the reconstruction quality that evaluate summarises."""
+also the posterior statistics and the reconstruction quality that evaluate summarises; and the
+training reference the reference scores compare with, which the detector stage packages."""
 from vae_anomaly.io import log, read_arrays, require_finite, run_stage, write_arrays
 from vae_anomaly.latent import posterior_statistics
 from vae_anomaly.models import load_model, resolve_device
 from vae_anomaly.params import load_params
-from vae_anomaly.pipeline import score_splits
+from vae_anomaly.pipeline import score_splits, training_reference
 from vae_anomaly.reconstruction import reconstruction_quality
+from vae_anomaly.scores import reference_arrays
 
 FEATURES = "data/prepared/features.npz"
 MODEL = "data/model.pt"
 SCORES_DIR = "data/scores"
+REFERENCE = f"{SCORES_DIR}/reference.npz"
 
 
 def main() -> None:
@@ -18,7 +21,9 @@ def main() -> None:
     log.info("read params.yaml: score=%s", score_p)
     model = load_model(MODEL, resolve_device(params["train"]["device"]))
     features = read_arrays(FEATURES)
-    for split, scores in score_splits(model, features, score_p, params["train"]["seed"]).items():
+    reference = training_reference(model, features["train"], score_p)
+    splits = score_splits(model, features, score_p, params["train"]["seed"], reference=reference)
+    for split, scores in splits.items():
         for name, values in scores.items():
             require_finite(values, f"score {name} of the {split} split",
                            "the model cannot score these rows: check reports/train_metrics.json "
@@ -28,6 +33,9 @@ def main() -> None:
     write_arrays(f"{SCORES_DIR}/test_latent.npz", **posterior_statistics(model, features["test"], batch_size))
     write_arrays(f"{SCORES_DIR}/test_reconstruction.npz",
                  **reconstruction_quality(model, features["test"], batch_size))
+    # Written even without reference scores (empty), so the folder's files never depend on
+    # what an earlier run left there.
+    write_arrays(REFERENCE, **({} if reference is None else reference_arrays(reference)))
 
 
 if __name__ == "__main__":

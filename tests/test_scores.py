@@ -10,15 +10,14 @@ from scipy import stats
 from torch.distributions import Normal
 
 from support import score_params
+from vae_anomaly.combination import combined, fit_combination
 from vae_anomaly.models import VAE, VAEConfig, discretized_logistic_log_prob, discretized_logistic_nll
 from vae_anomaly.params import ParamsError, validate
 from vae_anomaly.scores import (
     CODECS,
     complexity_corrected,
     compressed_bits,
-    combined,
     compute_scores,
-    fit_combination,
     fit_reference,
     iwae,
     kl_to_prior,
@@ -292,6 +291,23 @@ def test_score_splits_scales_combined_on_the_validation_split(params):
                            combine=["reconstruction_mse", "iwae"])
     with pytest.raises(ParamsError, match=r"score.combine = \['reconstruction_mse', 'iwae'\].*\('iwae' is not one\)"):
         validate(params)
+
+
+def test_score_splits_uses_the_reference_it_is_given(monkeypatch):
+    """The score stage fits the training reference once, writes it and scores with it."""
+    from vae_anomaly import pipeline
+
+    model = model_of(VAEConfig([5], [8], 2))
+    rng = np.random.default_rng(0)
+    features = {split: rng.normal(size=(n, 5)).astype(np.float32) for split, n in (("train", 60), ("val", 30), ("test", 20))}
+    score = score_params(["reconstruction_mse", "latent_knn", "latent_residual_knn"])
+    expected = pipeline.score_splits(model, features, score, seed=0)
+    reference = pipeline.training_reference(model, features["train"], score)
+    monkeypatch.setattr(pipeline, "fit_reference", lambda *a: pytest.fail("fitted the reference again"))
+    got = pipeline.score_splits(model, features, score, seed=0, reference=reference)
+    for split in expected:
+        for name in score["names"]:
+            np.testing.assert_array_equal(got[split][name], expected[split][name])
 
 
 class FixedReconstruction(VAE):

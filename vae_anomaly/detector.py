@@ -8,23 +8,17 @@ arguments are checked when ``fit`` starts.
 It trains, scores and thresholds with the pipeline's own functions (``pipeline.train_model``,
 ``scores.fit_reference``, ``scores.compute_scores``, ``thresholds.choose_threshold``) and
 scales tables as ``prepare`` does (``data.Scaling``), so it scores a row as the stages do;
-the ``detector`` stage saves the pipeline's own into ``data/detector/`` (docs/detector.md).
+the ``detector`` stage writes the pipeline's own, in the same format, into ``data/detector/``
+(docs/detector.md).
 
-A saved detector is a folder of three files, none read with pickle:
-- ``detector.json``: the format version, the params sections, ``val_fraction`` and
-  ``contamination``, the input's shape, the threshold and the library versions it was saved
-  with;
-- ``model.pt``: weights and model config (``models.save_model``, loaded with weights_only);
-- ``arrays.npz``: the training split's scaling (tables only), the arrays the reference
-  scores are fitted from (``scores.reference_arrays``), and the training scores.
+A saved detector is a folder of three files, none read with pickle, that ``save`` and the
+``detector`` stage write with one writer (vae_anomaly/detector_folder.py, which says what
+each holds) and :meth:`Detector.load` reads.
 """
 from __future__ import annotations
 
-import copy
 import json
-import platform
 from collections.abc import Iterable, Iterator
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -34,34 +28,21 @@ from pyod.models.base import BaseDetector
 from scipy.stats import binom
 
 from .data import Scaling
-from .io import UserError, log, read_arrays, write_arrays, write_json
-from .models import VAE, load_model, resolve_device, save_model
-from . import __version__
-from .params import (
-    IMAGE_ONLY_SCORES, SCHEMA, Number, ParamsError, check_scores_apply, default_params, resolve_sections,
-    validate,
+from .combination import fit_combination
+from .detector_folder import (
+    ARRAYS_FILE, FORMAT, META_FILE, MODEL_FILE, SECTIONS, checked_params, library_versions, write_detector_folder,
 )
-from .pipeline import SPLITS, check_data_fits_likelihood, train_model
-from .scores import (
-    TrainingReference,
-    compute_scores,
-    fit_combination,
-    fit_reference,
-    reference_arrays,
-    reference_from_arrays,
-    score_generators,
-)
+from .io import UserError, log, read_arrays
+from .models import VAE, load_model, model_bytes, resolve_device
+from .params import IMAGE_ONLY_SCORES, SCHEMA, ParamsError
+from .pipeline import SPLITS, check_data_fits_likelihood, train_model, training_reference
+from .scores import compute_scores, reference_arrays, reference_from_arrays, score_generators
 from .sizing import validation_rows
 from .thresholds import choose_threshold, flag, percentile_threshold
 
-FORMAT = "vae_anomaly/detector-v1"
-SECTIONS = ("model", "train", "score", "threshold")
-# PyOD's range for the share of training rows flagged (BaseDetector checks the same).
-CONTAMINATION = Number(0, 0.5, low_open=True)
 # The score stage scores split i of SPLITS with seed train.seed + i; new data is scored as
 # the test split, so the test split's rows scored again give data/scores/test.npz.
 NEW_DATA_SEED_OFFSET = SPLITS.index("test")
-LIBRARIES = ("torch", "numpy", "scikit-learn")
 
 
 class InputError(UserError):
@@ -119,22 +100,10 @@ class Detector(BaseDetector):
         """The four sections in force: each key given, every other at its default, each "auto"
         resolved for tables or ``images`` (as params.yaml's for data.protocol one_class: a
         detector learns one normal kind); checked as params.yaml is (a ParamsError names the
-        key), with ``val_fraction`` and ``contamination``. ``fit`` keeps them as ``params_``."""
-        defaults = default_params()
-        given = {"model": self.model, "train": self.train, "score": self.score, "threshold": self.threshold}
-        params = {}
-        for name in SECTIONS:
-            if not isinstance(given[name], (dict, type(None))):
-                raise ParamsError(f"{name} = {given[name]!r}: give a dict of the {name} section's keys "
-                                  "(as in params.yaml), or None for every default")
-            params[name] = validate({**defaults[name], **copy.deepcopy(given[name] or {})}, SCHEMA[name], f"{name}.")
-        resolve_sections(params["model"], params["score"], images, protocol="one_class")
-        check_scores_apply(params["score"], params["model"])
-        validate({"val_fraction": self.val_fraction}, {"val_fraction": SCHEMA["data"]["val_fraction"]}, "data.")
-        if self.contamination is not None and not CONTAMINATION.check(self.contamination):
-            raise ParamsError(f"contamination = {self.contamination!r} is not allowed; expected None (the threshold "
-                              f"section's rule) or {CONTAMINATION.allowed()} (the share of training rows flagged)")
-        return params
+        key), with ``val_fraction`` and ``contamination`` (``detector_folder.checked_params``,
+        which the detector stage checks its params with). ``fit`` keeps them as ``params_``."""
+        return checked_params({name: getattr(self, name) for name in SECTIONS}, self.val_fraction,
+                              self.contamination, images)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: np.ndarray, y: Any = None, X_val: np.ndarray | None = None) -> Detector:
@@ -192,26 +161,9 @@ class Detector(BaseDetector):
         in favour of ``fit(X).labels_``, which it is."""
         return self.fit(X, y).labels_
 
-    @classmethod
-    def from_pipeline(
-        cls, params: dict[str, Any], model: VAE, x_train: np.ndarray, scaling: Scaling | None,
-        threshold: float, train_scores: dict[str, np.ndarray], val_scores: dict[str, np.ndarray],
-    ) -> Detector:
-        """The detector of a pipeline run: the train stage's model, the prepared (scaled)
-        training split with its ``scaling``, the threshold stage's threshold and the score
-        stage's training and validation scores."""
-        detector = cls.from_params(params)
-        detector.params_ = detector.checked_params()
-        detector._set_fitted(model, scaling, x_train)
-        if "combined" in detector.score_names:
-            detector.scales_ = fit_combination(val_scores, params["score"]["combine"])
-        detector._set_threshold(threshold, train_scores[detector.primary])
-        return detector
-
     def _set_fitted(self, model: VAE, scaling: Scaling | None, x_train: np.ndarray) -> None:
-        score = self.params_["score"]
         self.model_, self.scaling_, self.input_shape_ = model.eval(), scaling, tuple(x_train.shape[1:])
-        self.reference_ = fit_reference(model, x_train, score["names"], score["batch_size"], score["knn_neighbors"])
+        self.reference_ = training_reference(model, x_train, self.params_["score"])
         self.scales_: dict[str, list[float]] | None = None  # of score combined's components
 
     def _set_threshold(self, threshold: float, train_primary: np.ndarray) -> None:
@@ -354,31 +306,20 @@ class Detector(BaseDetector):
         """Write the detector into ``folder`` (created if need be); detector.json goes last, so
         a folder holding it is complete."""
         self._fitted()
-        folder = Path(folder)
-        save_model(self.model_, folder / "model.pt")
-        arrays = {"decision_scores": self.decision_scores_}
-        if self.scaling_ is not None:
-            arrays.update(scaling_mean=self.scaling_.mean, scaling_std=self.scaling_.std)
-        if self.reference_ is not None:
-            arrays.update({f"reference_{k}": v for k, v in reference_arrays(self.reference_).items()})
-        write_arrays(folder / "arrays.npz", **arrays)
-        write_json(folder / "detector.json", {
-            "format": FORMAT,
-            "input_shape": list(self.input_shape_),
-            "params": self.params_,
-            "val_fraction": self.val_fraction,
-            "contamination": self.contamination,
-            "threshold": {"score": self.primary, "value": self.threshold_},
-            "combined_scales": self.scales_,
-            "versions": library_versions(),
-        })
+        write_detector_folder(
+            folder, model_bytes(self.model_), params=self.params_, input_shape=self.input_shape_,
+            val_fraction=self.val_fraction, contamination=self.contamination, threshold=self.threshold_,
+            decision_scores=self.decision_scores_, scaling=self.scaling_,
+            reference=None if self.reference_ is None else reference_arrays(self.reference_),
+            combined_scales=self.scales_,
+        )
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device | None = None) -> Detector:
         """A detector saved by :meth:`save` (or the ``detector`` stage), on ``device`` (default:
         its ``train.device``). Refuses another format version."""
         folder = Path(folder)
-        meta_path = folder / "detector.json"
+        meta_path = folder / META_FILE
         if not meta_path.is_file():
             raise UserError(f"{folder} is not a saved detector (no detector.json); give the folder written by "
                             "`dvc repro detector` (data/detector) or by Detector.save")
@@ -401,9 +342,9 @@ class Detector(BaseDetector):
             if name != "python" and library_versions().get(name) != saved:
                 log.warning("%s was saved with %s %s, and is loaded with %s; scores may differ slightly",
                             folder, name, saved, library_versions().get(name))
-        arrays = read_arrays(folder / "arrays.npz")
+        arrays = read_arrays(folder / ARRAYS_FILE)
         device = resolve_device(detector.params_["train"]["device"]) if device is None else device
-        detector.model_ = load_model(folder / "model.pt", device)
+        detector.model_ = load_model(folder / MODEL_FILE, device)
         detector.input_shape_ = tuple(meta["input_shape"])
         if "scaling_mean" in arrays:
             detector.scaling_ = Scaling(arrays["scaling_mean"], arrays["scaling_std"])
@@ -420,14 +361,3 @@ def require_float_images(x: np.ndarray) -> None:
     if not np.issubdtype(x.dtype, np.floating):
         raise InputError(f"X holds {x.dtype} images; a detector takes float intensities in [0, 1] "
                          "(divide 8-bit images by 255)")
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of Python, this package and the libraries that decide the scores."""
-    versions = {"python": platform.python_version(), "vae_anomaly": __version__}
-    for name in LIBRARIES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "unknown"
-    return versions

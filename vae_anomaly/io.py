@@ -16,7 +16,8 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +113,42 @@ def read_arrays(path: str | Path, *names: str) -> dict[str, np.ndarray]:
     path = Path(path)
     _require(path)
     with np.load(path, allow_pickle=False) as npz:
-        missing = [k for k in names if k not in npz.files]
-        if missing:
-            raise UserError(f"{path} holds no {', '.join(missing)} (it has {', '.join(npz.files)}); "
-                            "re-run the stage that writes it")
+        _require_members(path, names, npz.files)
         arrays = {k: npz[k] for k in names or npz.files}
     log.info("read %s (%s)", path, ", ".join(f"{k}{tuple(v.shape)}" for k, v in arrays.items()))
     return arrays
+
+
+def read_shape(path: str | Path, name: str) -> tuple[int, ...]:
+    """The shape of the array ``name`` of the .npz ``path``, from the member's .npy header
+    alone (``np.load`` of an .npz reads a member whole, and ``mmap_mode`` ignores .npz): a
+    stage that needs a split's shape, not its rows, reads a few hundred bytes."""
+    path = Path(path)
+    _require(path)
+    with zipfile.ZipFile(path) as archive:
+        _require_members(path, [name], [member.removesuffix(".npy") for member in archive.namelist()])
+        with archive.open(f"{name}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, _, _ = read_header(member)
+    log.info("read the shape of %s in %s: %s", name, path, shape)
+    return shape
+
+
+def _require_members(path: Path, names: Iterable[str], members: list[str]) -> None:
+    missing = [k for k in names if k not in members]
+    if missing:
+        raise UserError(f"{path} holds no {', '.join(missing)} (it has {', '.join(members)}); "
+                        "re-run the stage that writes it")
+
+
+def read_bytes(path: str | Path) -> bytes:
+    path = Path(path)
+    _require(path)
+    data = path.read_bytes()
+    log.info("read %s", path)
+    return data
 
 
 def write_csv(path: str | Path, columns: dict[str, np.ndarray | list]) -> None:

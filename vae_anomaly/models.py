@@ -297,14 +297,19 @@ def build_model(config: VAEConfig) -> VAE:
     return SparseVAE(config) if config.kind == "sparse" else VAE(config)
 
 
-def save_model(model: VAE, path: str | Path) -> None:
+def model_bytes(model: VAE) -> bytes:
+    """The checkpoint file of ``model`` (weights and config), as :func:`save_model` writes it."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": CHECKPOINT_FORMAT, "config": asdict(model.config), "state_dict": state}
     # torch.save names the archive's folder after the file it writes to, which atomic_path
     # names at random; into a buffer it is always "archive", so equal weights give equal files.
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_model(model: VAE, path: str | Path) -> None:
+    write_bytes(path, model_bytes(model))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> VAE:

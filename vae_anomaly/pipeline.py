@@ -11,7 +11,8 @@ import torch
 from .io import UserError, log
 from .latent import active_dims_by_kl, posterior_statistics
 from .models import VAE, VAEConfig, build_model
-from .scores import combined, compute_scores, fit_combination, fit_reference
+from .combination import combined, fit_combination
+from .scores import TrainingReference, compute_scores, fit_reference
 from .sizing import capped_batch_size
 from .training import fit, seed_everything
 
@@ -95,18 +96,26 @@ def posterior_collapse(model: VAE, val_x: np.ndarray, batch_size: int) -> dict[s
     return {"active_dims": active, "posterior_collapse": collapsed}
 
 
+def training_reference(model: VAE, x_train: np.ndarray, score: dict[str, Any]) -> TrainingReference | None:
+    """The reference of the reference scores of the ``score`` params section, fitted on the
+    training rows ``x_train`` (``scores.fit_reference``); None when none is named."""
+    reference = fit_reference(model, x_train, score["names"], score["batch_size"], score["knn_neighbors"])
+    if reference is not None:
+        log.info("reference scores: fitted on the posterior means and residuals of %d training samples", len(x_train))
+    return reference
+
+
 def score_splits(
     model: VAE, features: dict[str, np.ndarray], score: dict[str, Any], seed: int,
-    splits: tuple[str, ...] = SPLITS,
+    splits: tuple[str, ...] = SPLITS, reference: TrainingReference | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Every score of the ``score`` params section for each of ``splits``; the reference
-    scores compare each split with ``features['train']``, and ``combined`` scales its
+    scores compare each split with ``features['train']`` (``reference``, its
+    :func:`training_reference`: fitted here when not given), and ``combined`` scales its
     components by their values on ``features['val']``. Split i of SPLITS is scored with seed
     ``seed + i``, so its sampled scores never share noise."""
-    reference = fit_reference(model, features["train"], score["names"], score["batch_size"], score["knn_neighbors"])
-    if reference is not None:
-        log.info("reference scores: fitted on the posterior means and residuals of %d training samples",
-                 len(features["train"]))
+    if reference is None:
+        reference = training_reference(model, features["train"], score)
     scales = None
     out = {}
     if "combined" in score["names"]:

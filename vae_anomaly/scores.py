@@ -21,9 +21,8 @@ The last three compare a sample with the training split (:func:`fit_reference`),
 other test samples.
 
 - ``combined``: the mean of the scores named in ``score.combine``, each standardised by the
-  median and interquartile range of its values on the validation split (:func:`fit_combination`),
-  a label-free ensemble of scores that fail in different places (Aggarwal & Sathe 2017,
-  "Outlier Ensembles", ch. 1: normalise, then average).
+  median and interquartile range of its values on the validation split
+  (``combination.fit_combination``).
 
 Likelihood scores fail on inputs simpler than the training data: a VAE trained on
 Fashion-MNIST without trousers gives trousers a *higher* likelihood than normal images
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .combination import combined
 from .io import show_progress
 from .models import VAE
 from .params import DISCRETE_LIKELIHOOD_SCORES, REFERENCE_SCORES, VAE_ONLY_SCORES
@@ -257,24 +257,6 @@ def kl_to_prior(model: VAE, x: torch.Tensor, generator: torch.Generator) -> torc
     return model.kl(*model.encode(x))
 
 
-def fit_combination(validation: dict[str, np.ndarray], components: list[str]) -> dict[str, list[float]]:
-    """Per component of ``combined``: the median and the interquartile range of its validation
-    scores (normal data only, never labels), which put every component on one scale. A
-    component whose IQR is 0 is scaled by its standard deviation, or 1 if that is 0 too."""
-    scales = {}
-    for name in components:
-        values = validation[name]
-        q1, median, q3 = np.percentile(values, [25, 50, 75])
-        spread = q3 - q1 if q3 > q1 else float(np.std(values)) or 1.0
-        scales[name] = [float(median), float(spread)]
-    return scales
-
-
-def combined(scores: dict[str, np.ndarray], scales: dict[str, list[float]]) -> np.ndarray:
-    """The mean over the components of (score - median) / IQR, with :func:`fit_combination`'s scales."""
-    return np.mean([(scores[name] - median) / spread for name, (median, spread) in scales.items()], axis=0)
-
-
 @dataclass
 class TrainingReference:
     """What the reference scores compare a sample with, fitted on the training split only:
@@ -422,9 +404,9 @@ def compute_scores(
     not depend on which other scores are configured. ``complexity_corrected`` reuses the
     ``iwae`` bound of the same batch. The reference scores need ``reference``
     (:func:`fit_reference` on the training split), ``combined`` its components' ``scales``
-    (:func:`fit_combination` on the validation split). A stream scored in chunks of whole
-    batches passes the same ``generators`` (:func:`score_generators`) to every call, and
-    then gets the scores of one call on all its rows; ``progress`` False hides the bar.
+    (``combination.fit_combination`` on the validation split). A stream scored in chunks of
+    whole batches passes the same ``generators`` (:func:`score_generators`) to every call,
+    and then gets the scores of one call on all its rows; ``progress`` False hides the bar.
     """
     names = [name for name in score["names"] if name != "combined"]
     missing = [name for name in names if name in REFERENCE_SCORES]
