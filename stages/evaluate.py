@@ -2,10 +2,16 @@
 The primary score's headline goes to reports/metrics.json (what `dvc exp show` and `dvc
 metrics diff` compare); the rest of it (precision, recall, balanced accuracy, counts), every
 score's, every baseline's and the model's diagnostics to reports/detail.json, the primary
-score's per anomaly kind to reports/per_type.json (`dvc metrics show FILE`)."""
-from vae_anomaly.io import log, read_arrays, read_json, run_stage, write_json
+score's per anomaly kind to reports/per_type.json (`dvc metrics show FILE`). The ROC and PR
+curves too: the primary score's for `dvc plots`, every score's and baseline's for the plot
+stage's figure (computed here, where scikit-learn is loaded already, the plot stage runs
+without it: its import cost that stage about a second)."""
+import numpy as np
+
+from vae_anomaly.io import log, read_arrays, read_json, run_stage, write_arrays, write_csv, write_json
 from vae_anomaly.metrics import (
-    evaluate, latent_metrics, per_type_metrics, ranking_metrics, reconstruction_metrics,
+    curve_arrays, evaluate, latent_metrics, per_type_metrics, pr_table, ranking_metrics, reconstruction_metrics,
+    roc_table,
 )
 from vae_anomaly.params import load_params
 
@@ -19,6 +25,8 @@ THRESHOLD = "reports/threshold.json"
 METRICS = "reports/metrics.json"
 DETAIL = "reports/detail.json"  # not DVC metrics: `dvc exp show` stays narrow
 PER_TYPE = "reports/per_type.json"
+CURVES_DIR = "reports/curves"  # the primary score's roc.csv and pr.csv: dvc.yaml's plots
+CURVES = "data/curves.npz"  # every score's and baseline's, "<group>/<name>/<column>" (metrics.curve_arrays)
 
 
 def main() -> None:
@@ -26,6 +34,7 @@ def main() -> None:
     primary = params["score"]["primary"]
     log.info("read params.yaml: score.primary=%s", primary)
     scores = read_arrays(TEST_SCORES)
+    baseline_scores = read_arrays(BASELINE_SCORES)
     labels = read_arrays(LABELS)
     threshold = read_json(THRESHOLD)["threshold"]
     result, at_threshold = evaluate(labels["test_label"], scores, primary, threshold)
@@ -36,7 +45,7 @@ def main() -> None:
         "primary": at_threshold,
         "scores": {name: ranking_metrics(labels["test_label"], s) for name, s in scores.items()},
         "baselines": {
-            **{name: ranking_metrics(labels["test_label"], s) for name, s in read_arrays(BASELINE_SCORES).items()},
+            **{name: ranking_metrics(labels["test_label"], s) for name, s in baseline_scores.items()},
             **{name: {"error": error} for name, error in failed.items()},
         },
     }
@@ -50,6 +59,15 @@ def main() -> None:
     write_json(METRICS, result)
     write_json(DETAIL, detail)
     write_json(PER_TYPE, per_type_metrics(labels["test_label"], labels["test_kind"], scores[primary], threshold))
+    if len(np.unique(labels["test_label"])) == 2:
+        write_csv(f"{CURVES_DIR}/roc.csv", roc_table(labels["test_label"], scores[primary]))
+        write_csv(f"{CURVES_DIR}/pr.csv", pr_table(labels["test_label"], scores[primary]))
+        write_arrays(CURVES, **curve_arrays(labels["test_label"], {"scores": scores, "baselines": baseline_scores}))
+    else:
+        log.info("the test set holds one class only: ROC and PR curves are left empty")
+        write_csv(f"{CURVES_DIR}/roc.csv", {"fpr": [], "tpr": []})
+        write_csv(f"{CURVES_DIR}/pr.csv", {"recall": [], "precision": []})
+        write_arrays(CURVES)
     summary = (f"{primary}: ROC-AUC {result['roc_auc']}, F1 {result['f1']:.4f}; "
                f"{len(detail['baselines']) - len(failed)} baselines scored")
     if failed:

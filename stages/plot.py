@@ -1,4 +1,4 @@
-"""plot: ROC/PR curve tables for `dvc plots`, and PNG figures of scores, images and training."""
+"""plot: PNG figures of scores, ROC and PR curves (the evaluate stage's), images and training."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -9,7 +9,7 @@ import numpy as np
 
 from vae_anomaly import plots
 from vae_anomaly.baselines import FIGURE_PREFIX
-from vae_anomaly.io import log, read_arrays, read_json, run_stage, write_csv
+from vae_anomaly.io import log, read_arrays, read_json, run_stage
 from vae_anomaly.params import load_params
 from vae_anomaly.training_log import read_history
 
@@ -20,10 +20,10 @@ FEATURES = "data/prepared/features.npz"
 LABELS = "data/prepared/labels.npz"
 MODEL = "data/model.pt"
 SCORES_DIR = "data/scores"
-BASELINE_SCORES = "data/baseline_scores/test.npz"
 THRESHOLD = "reports/threshold.json"
 TRAINING_LOG = "reports/train"
-CURVES_DIR = "reports/curves"
+CURVES = "data/curves.npz"  # the evaluate stage's: every score's and baseline's ROC and PR curves
+DETAIL = "reports/detail.json"  # their ROC-AUC and average precision
 FIGURES_DIR = "reports/figures"
 
 
@@ -74,11 +74,11 @@ def make_figures(
     history: dict[str, np.ndarray],
     model: Callable[[], VAE],
     plot_p: dict[str, Any],
-    baseline_scores: dict[str, np.ndarray] | None = None,
+    curves: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, plt.Figure]:
-    """Every figure that applies to this data, by file name (without .png); the PyOD
-    baselines' test scores join the VAE's scores in the ROC and PR curves. ``model`` loads
-    the model, called only for images: tabular runs draw without torch."""
+    """Every figure that applies to this data, by file name (without .png); ``curves`` (see
+    figure_curves; none when the test set holds one class) make the ROC and PR figure.
+    ``model`` loads the model, called only for images: tabular runs draw without torch."""
     test_label, test = labels["test_label"], scores["test"]
     figures = {
         "loss": plots.loss_curves(history),
@@ -86,9 +86,8 @@ def make_figures(
     }
     if ELBO in test and primary != ELBO:  # the VAE's own score, beside the thresholded one
         figures[f"score_histogram_{ELBO}"] = plots.score_histogram(test[ELBO], test_label, None, ELBO)
-    if len(np.unique(test_label)) == 2:
-        baselines = {FIGURE_PREFIX + name: s for name, s in (baseline_scores or {}).items()}
-        figures["roc_pr"] = plots.roc_pr_figure(test_label, {**test, **baselines})
+    if curves:
+        figures["roc_pr"] = plots.roc_pr_figure(curves)
     if features["test"].ndim == 4:
         figures.update(image_figures(model(), features["test"], test_label, test[primary],
                                      plot_p["n_images"], plot_p["seed"]))
@@ -100,6 +99,18 @@ def make_figures(
                     f"{split}: outcomes at the threshold ({primary})",
                 )
     return figures
+
+
+def figure_curves(arrays: dict[str, np.ndarray], detail: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The evaluate stage's curves ("<group>/<name>/<column>", group scores or baselines) by
+    name in the figure, the PyOD baselines' with FIGURE_PREFIX, each with its ranking metrics
+    from detail.json (ROC-AUC, average precision)."""
+    curves: dict[str, dict[str, Any]] = {}
+    for key, values in arrays.items():
+        group, name, column = key.split("/")
+        shown = FIGURE_PREFIX + name if group == "baselines" else name
+        curves.setdefault(shown, dict(detail[group][name]))[column] = values
+    return curves
 
 
 def main() -> None:
@@ -116,16 +127,9 @@ def main() -> None:
 
         return load_model(MODEL)
 
-    test_label, test_scores = labels["test_label"], scores["test"][primary]
-    if len(np.unique(test_label)) == 2:
-        write_csv(f"{CURVES_DIR}/roc.csv", plots.roc_table(test_label, test_scores))
-        write_csv(f"{CURVES_DIR}/pr.csv", plots.pr_table(test_label, test_scores))
-    else:
-        log.info("the test set holds one class only: ROC and PR curves are left empty")
-        write_csv(f"{CURVES_DIR}/roc.csv", {"fpr": [], "tpr": []})
-        write_csv(f"{CURVES_DIR}/pr.csv", {"recall": [], "precision": []})
+    curves = figure_curves(read_arrays(CURVES), read_json(DETAIL))
     figures = make_figures(features, labels, scores, primary, threshold, read_history(TRAINING_LOG), model, plot_p,
-                           read_arrays(BASELINE_SCORES))
+                           curves)
     for name, fig in figures.items():
         plots.save_figure(fig, f"{FIGURES_DIR}/{name}.png")
 

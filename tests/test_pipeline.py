@@ -170,6 +170,17 @@ def test_labels_reach_only_evaluate_and_plot(project):
     assert "up to date" in dvc("status", cwd=project)  # and they wrote what they wrote before
 
 
+def test_plot_of_a_table_imports_neither_scikit_learn_nor_scipy_nor_torch(project):
+    """Their imports would cost the plot stage more than its drawing: the evaluate stage
+    computes the ROC and PR curves, matplotlib's GaussianKDE the densities, and tables have
+    no images for the model to draw."""
+    dvc("repro", cwd=project)  # up to date when the tests above ran first
+    imported = "print(sorted(m for m in ('sklearn', 'scipy', 'torch') if m in sys.modules))"
+    done = run([sys.executable, "-c", RUN_STAGES + imported, "plot"], project)
+    assert done.stdout.splitlines()[-1] == "[]"
+    assert (project / "reports/figures/roc_pr.png").is_file()
+
+
 def test_predict_on_the_test_rows_gives_the_score_stages_scores(project):
     """A user's view: after `dvc repro`, the test split's rows in their original units, as a
     .csv, scored by `python -m vae_anomaly predict` with data/detector."""

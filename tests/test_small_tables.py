@@ -179,3 +179,14 @@ def test_review_names_failed_baselines(tmp_path):
         "ecod": {"roc_auc": 0.7, "pr_auc": 0.5}, "vae": {"error": "ValueError: bad"},
     }}))
     assert failed_baselines(detail) == "`vae` (ValueError: bad)"
+
+
+def test_a_table_without_anomalies_runs_through_with_no_curves(tmp_path, monkeypatch):
+    """A test set of one class has no ROC or PR curve: evaluate writes the curve tables empty
+    and the plot stage draws every other figure."""
+    reports = run_stages(tmp_path, monkeypatch, *table(90, 0, 4))
+    assert reports["metrics"]["roc_auc"] is None
+    assert (tmp_path / "reports/curves/roc.csv").read_text() == "fpr,tpr\n"
+    assert (tmp_path / "reports/curves/pr.csv").read_text() == "recall,precision\n"
+    figures = {p.name for p in (tmp_path / "reports/figures").iterdir()}
+    assert "roc_pr.png" not in figures and {"loss.png", "score_histogram.png"} <= figures

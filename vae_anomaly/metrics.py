@@ -28,6 +28,26 @@ def ranking_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float |
     }
 
 
+def roc_table(labels: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarray]:
+    fpr, tpr, _ = metrics.roc_curve(labels, scores)
+    return {"fpr": fpr, "tpr": tpr}
+
+
+def pr_table(labels: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarray]:
+    precision, recall, _ = metrics.precision_recall_curve(labels, scores)
+    return {"recall": recall, "precision": precision}
+
+
+def curve_arrays(labels: np.ndarray, groups: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The ROC and PR curves of every score of ``groups`` ({"scores": {name: scores}, ...}),
+    flat for an .npz: "<group>/<name>/<column>", the columns of roc_table and pr_table."""
+    return {
+        f"{group}/{name}/{column}": values
+        for group, by_name in groups.items() for name, scores in by_name.items()
+        for column, values in {**roc_table(labels, scores), **pr_table(labels, scores)}.items()
+    }
+
+
 def weighted_ranking_metrics(
     labels: np.ndarray, scores: np.ndarray, weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
