@@ -8,7 +8,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from vae_anomaly.baselines import baseline_scores, build_detector, deep_budget
+from vae_anomaly.baselines import FIT_ORDER, baseline_scores, build_detector, deep_budget
+from vae_anomaly.params import BASELINES
 from vae_anomaly.scores import compressed_bits
 
 
@@ -152,3 +153,8 @@ def test_deep_baselines_batches_are_pyods_shuffled_full_batches_from_one_copy():
     assert shuffled_batches(standardised)() is not None and next(iter(shuffled_batches(standardised)())).shape == (32, 3)
     a, b = np.random.default_rng(0).random((2, 50, 7), dtype=np.float32)
     np.testing.assert_allclose(row_distances(a, b), pairwise_distances_no_broadcast(a, b), rtol=1e-6)
+
+
+def test_the_workers_order_names_every_baseline_once():
+    # fitted_in_workers sorts by FIT_ORDER.index: a baseline missing there would stop the stage
+    assert sorted(FIT_ORDER) == sorted(BASELINES)

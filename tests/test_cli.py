@@ -148,3 +148,14 @@ def test_training_logs_above_its_bar(monkeypatch):
     # which then starts a line of its own; without that it would run on after the bar.
     assert re.search(r"\r +\rvae_anomaly INFO: early stopping after epoch", out), out[-600:]
     assert out.count("train:") >= 2  # the bar, and the bar drawn again below the log line
+
+
+def test_a_command_exits_with_its_objects_frozen():
+    # Python's collections at exit pass over frozen objects (gc.freeze): a handler registered
+    # before run_main runs after run_main's, and sees the objects frozen.
+    import subprocess
+
+    code = ("import atexit, gc; atexit.register(lambda: print('frozen', gc.get_freeze_count()));"
+            "from vae_anomaly.io import run_main; run_main(lambda: None)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert int(done.stdout.split()[-1]) > 1000

@@ -8,7 +8,9 @@ truncated one.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -240,11 +242,29 @@ def log_to_stderr() -> None:
     logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s: %(message)s")
 
 
+def exit_without_final_collections() -> None:
+    """When this process exits, skip the garbage collections Python runs over every live object
+    while it shuts down: with torch and scikit-learn loaded they took 0.85 s of each process's
+    exit, after its work was done (measured: exit 1.10 s, 0.25 s with the objects frozen).
+    ``gc.freeze`` (made for forking servers: collections then pass over the frozen objects) runs
+    as an exit handler, before those collections; the other handlers still run (logging
+    flushes), and no output waits for a collection: every file is written and closed by
+    ``atomic_path`` before the process ends. Memory is the system's again at exit either way."""
+    global _exit_frozen
+    if not _exit_frozen:
+        atexit.register(gc.freeze)
+        _exit_frozen = True
+
+
+_exit_frozen = False
+
+
 def run_main(main: Callable[[], None]) -> None:
     """Run a command-line ``main``: log to stderr, user errors as one line and exit status 2."""
     from .params import ParamsError
 
     log_to_stderr()
+    exit_without_final_collections()
     try:
         main()
     except (ParamsError, UserError) as err:
