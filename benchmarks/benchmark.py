@@ -247,6 +247,9 @@ def table_rows(result: dict[str, Any]) -> list[Row]:
             absolute_row(f"dvc repro, clean ({d['params']})", "dvc_repro_s", d["repro_s"], f"{d['repro_s']:.1f} s"),
             absolute_row("dvc repro, no-op", "dvc_repro_noop_s", d["repro_noop_s"], f"{d['repro_noop_s']:.1f} s"),
         ]
+        if "repro_forced_s" in d:
+            rows.append(("dvc repro -f after it (every stage again, same copy)", f"{d['repro_forced_s']:.1f} s",
+                         f"clean dvc repro {d['repro_s']:.1f} s", f"{d['repro_forced_s'] / d['repro_s']:.2f}x", ""))
         stages = d.get("stages_s", {})
         imports = d.get("stages_imports_s", {})
         rows += [(f"stage {name} alone (whole process)",

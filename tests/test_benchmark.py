@@ -63,7 +63,7 @@ def fabricated_result(mlp: float, conv: float, iwae: float, repro_s: float) -> d
         "time_to_detector": {"ours_s": 20.0, "pyod_s": 40.0, "ours_roc_auc": 0.8, "pyod_roc_auc": 0.7,
                              "data": "default synthetic, 8000 x 30 train, 2000 test"},
         "fashion_train": {"peak_rss_mb": 900.0, "data": "random"},
-        "dvc": {"repro_s": repro_s, "repro_noop_s": 1.0, "params": "default params.yaml",
+        "dvc": {"repro_s": repro_s, "repro_noop_s": 1.0, "repro_forced_s": repro_s - 1, "params": "default params.yaml",
                 "stages_s": {"prepare": 2.0, "train": 10.0},
                 "stages_imports_s": {"prepare": 0.5, "train": 4.0}, "stages_1_thread_s": {"train": 8.0},
                 "import_torch_s": 1.5, "import_dynamo_s": 1.2,
@@ -115,6 +115,7 @@ def test_the_epoch_profile_and_each_stage_imports_have_their_rows():
     assert products[1] == "0.90 s" and products[3] == "0.90x"
     assert "log_sigmoid_forward 0.100" in products[2] and "aten::mm" not in products[2]
     assert rows["stage train alone (whole process)"][1] == "10.0 s, imports 4.0 s"
+    assert rows["dvc repro -f after it (every stage again, same copy)"][1:4] == ("29.0 s", "clean dvc repro 30.0 s", "0.97x")
 
 
 def test_import_seconds_add_up_the_top_level_imports_only():
