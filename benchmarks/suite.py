@@ -23,6 +23,7 @@ import yaml
 from vae_anomaly.datasets import DATA_ROOT_ENV
 from vae_anomaly.io import UserError, atomic_path, log, run_main
 from vae_anomaly.params import load_params
+from vae_anomaly.sizing import usable_cores
 from vae_anomaly.suite import load_suite, run_suite
 
 CONFIG = Path("benchmarks/suite.yaml")
@@ -123,8 +124,8 @@ def main() -> None:
     parser.add_argument("--seeds", help="comma-separated training seeds instead of the suite's (for trying things)")
     parser.add_argument("--development", action="store_true",
                         help="measure on the development halves only (for choosing methods; the report halves are not read)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                        help="tasks run at once, one CPU thread each (default: the CPU count)")
+    parser.add_argument("--jobs", type=int, default=usable_cores(),
+                        help="tasks run at once, one CPU thread each (default: the cores this process may use)")
     parser.add_argument("--no-cache", action="store_true", help="recompute every score")
     args = parser.parse_args()
     if not args.config.is_file():

@@ -1,17 +1,16 @@
 """baselines: PyOD detectors fitted on the training split, their scores on the test split;
 the record of what was adapted to the data and which detectors failed."""
-import os
-
 from vae_anomaly.baselines import DEEP_BASELINES, baseline_scores
 from vae_anomaly.io import log, read_arrays, run_stage, write_arrays, write_json
 from vae_anomaly.params import load_params
+from vae_anomaly.sizing import usable_cores
 
 FEATURES = "data/prepared/features.npz"
 BASELINE_SCORES = "data/baseline_scores/test.npz"
 RECORD = "reports/baselines.json"
 # Detectors fitted at a time, one per core this process may use (taskset, a container's CPU
 # set): each runs on one thread (baselines.one_torch_thread).
-JOBS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+JOBS = usable_cores()
 
 
 def main() -> None:

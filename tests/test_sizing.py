@@ -114,3 +114,13 @@ def test_baselines_are_sized_only_where_they_run(params):
     assert budget["batch_size"] == 128 and baselines["knn_neighbors"] == 5  # the params are left as asked
     sized, sized_budget, record = size_to_rows({**baselines, "names": ["iforest", "ecod"]}, budget, n_rows=5)
     assert record == {} and sized_budget["batch_size"] == 128
+
+
+
+def test_usable_cores_are_those_this_process_may_run_on(monkeypatch):
+    from vae_anomaly import sizing
+
+    # a taskset or a container's CPU set of one core on a machine of eight
+    monkeypatch.setattr(sizing.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(sizing.os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert sizing.usable_cores() == 1
