@@ -110,20 +110,23 @@ def timed_tool(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> 
     return time.perf_counter() - start
 
 
+def stage_commands(project: Path) -> dict[str, list[str]]:
+    """Each stage's command of ``project``'s dvc.yaml, in file order, ``python`` as this
+    interpreter (ours, as on tool_env's PATH)."""
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    commands = {}
+    for name, stage in stages.items():
+        cmd = shlex.split(stage["cmd"])
+        commands[name] = [sys.executable, *cmd[1:]] if cmd[0] == "python" else cmd
+    return commands
+
+
 def stage_timings(project: Path, only: tuple[str, ...] = (), env: dict[str, str] | None = None) -> dict[str, float]:
     """Each stage's command of ``project``'s dvc.yaml (or those in ``only``), in file order,
     run once in ``project`` (after a repro: its inputs are there) with ``env``, timed as a
     whole process."""
-    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    seconds = {}
-    for name, stage in stages.items():
-        if only and name not in only:
-            continue
-        cmd = shlex.split(stage["cmd"])
-        if cmd[0] == "python":  # ours, as on tool_env's PATH
-            cmd[0] = sys.executable
-        seconds[name] = timed_tool(cmd, project, env)
-    return seconds
+    return {name: timed_tool(cmd, project, env) for name, cmd in stage_commands(project).items()
+            if not only or name in only}
 
 
 def top_level_import_seconds(importtime: str) -> float:
@@ -143,11 +146,9 @@ def stage_import_seconds(project: Path) -> dict[str, float]:
     """Each Python stage of ``project``'s dvc.yaml run once more under ``python -X importtime``:
     the seconds of its imports, those of the processes it spawns included (the baselines'
     workers import in parallel, so theirs add up to more than the wall time they cost)."""
-    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     seconds = {}
-    for name, stage in stages.items():
-        cmd = shlex.split(stage["cmd"])
-        if cmd[0] == "python":
+    for name, cmd in stage_commands(project).items():
+        if cmd[0] == sys.executable:
             done = subprocess.run([sys.executable, "-X", "importtime", *cmd[1:]], cwd=project, env=tool_env(),
                                   capture_output=True, text=True, check=True)
             seconds[name] = top_level_import_seconds(done.stderr)

@@ -10,8 +10,7 @@ import numpy as np
 
 from vae_anomaly.io import log, read_arrays, read_json, run_stage, write_arrays, write_csv, write_json
 from vae_anomaly.metrics import (
-    curve_arrays, evaluate, latent_metrics, per_type_metrics, pr_table, ranking_metrics, reconstruction_metrics,
-    roc_table,
+    CURVE_COLUMNS, curve_arrays, evaluate, latent_metrics, per_type_metrics, ranking_metrics, reconstruction_metrics,
 )
 from vae_anomaly.params import load_params
 
@@ -59,15 +58,15 @@ def main() -> None:
     write_json(METRICS, result)
     write_json(DETAIL, detail)
     write_json(PER_TYPE, per_type_metrics(labels["test_label"], labels["test_kind"], scores[primary], threshold))
+    curves = {}
     if len(np.unique(labels["test_label"])) == 2:
-        write_csv(f"{CURVES_DIR}/roc.csv", roc_table(labels["test_label"], scores[primary]))
-        write_csv(f"{CURVES_DIR}/pr.csv", pr_table(labels["test_label"], scores[primary]))
-        write_arrays(CURVES, **curve_arrays(labels["test_label"], {"scores": scores, "baselines": baseline_scores}))
+        curves = curve_arrays(labels["test_label"], {"scores": scores, "baselines": baseline_scores})
     else:
         log.info("the test set holds one class only: ROC and PR curves are left empty")
-        write_csv(f"{CURVES_DIR}/roc.csv", {"fpr": [], "tpr": []})
-        write_csv(f"{CURVES_DIR}/pr.csv", {"recall": [], "precision": []})
-        write_arrays(CURVES)
+    for name, columns in CURVE_COLUMNS.items():  # the primary score's, from the curves computed once
+        write_csv(f"{CURVES_DIR}/{name}.csv",
+                  {column: curves.get(f"scores/{primary}/{column}", []) for column in columns})
+    write_arrays(CURVES, **curves)
     summary = (f"{primary}: ROC-AUC {result['roc_auc']}, F1 {result['f1']:.4f}; "
                f"{len(detail['baselines']) - len(failed)} baselines scored")
     if failed:

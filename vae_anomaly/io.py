@@ -250,13 +250,8 @@ def exit_without_final_collections() -> None:
     as an exit handler, before those collections; the other handlers still run (logging
     flushes), and no output waits for a collection: every file is written and closed by
     ``atomic_path`` before the process ends. Memory is the system's again at exit either way."""
-    global _exit_frozen
-    if not _exit_frozen:
-        atexit.register(gc.freeze)
-        _exit_frozen = True
-
-
-_exit_frozen = False
+    atexit.unregister(gc.freeze)  # registered once, however many commands this process runs
+    atexit.register(gc.freeze)
 
 
 def run_main(main: Callable[[], None]) -> None:

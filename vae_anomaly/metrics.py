@@ -38,6 +38,9 @@ def pr_table(labels: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarray]:
     return {"recall": recall, "precision": precision}
 
 
+CURVE_COLUMNS = {"roc": ("fpr", "tpr"), "pr": ("recall", "precision")}  # of roc_table and pr_table
+
+
 def curve_arrays(labels: np.ndarray, groups: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """The ROC and PR curves of every score of ``groups`` ({"scores": {name: scores}, ...}),
     flat for an .npz: "<group>/<name>/<column>", the columns of roc_table and pr_table."""
