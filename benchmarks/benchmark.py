@@ -1,4 +1,4 @@
-"""Performance benchmark (issue #6): how far training and scoring are from the compute floor,
+"""Performance benchmark: how far training and scoring are from the compute floor,
 how we compare with PyOD's VAE, peak memory of a training stage, and DVC wall times.
 
     python -m benchmarks.benchmark [--quick] [--data-root DIR] [--threads N] [--out reports/benchmark.json]
@@ -47,9 +47,19 @@ from benchmarks.pipeline_timings import dvc_timings, fashion_train_peak_rss
 from benchmarks.project import ROOT
 from benchmarks.suite import compute_seconds
 from benchmarks.workloads import (
-    FULL, QUICK, Sizes, gpu_section, mnist_like, scoring_section, time_to_detector, training_section,
+    FULL,
+    QUICK,
+    Sizes,
+    gpu_section,
+    mnist_like,
+    scoring_section,
+    time_to_detector,
+    training_section,
 )
-from vae_anomaly.io import log, run_main, write_json
+from vae_anomaly.cli import run_main
+from vae_anomaly.io import write_json
+
+log = logging.getLogger(__name__)
 
 # The issue's targets. dvc_repro_s: a clean `dvc repro` of the default params on 2 idle cores.
 # PyOD's epoch has none: "5x faster than PyOD per epoch" is not possible (the same products).
@@ -267,7 +277,7 @@ def table_rows(result: dict[str, Any]) -> list[Row]:
             rows.append(('python -c "import torch" (best of 3)', f"{d['import_torch_s']:.2f} s", "", "", ""))
         if "import_dynamo_s" in d:
             rows.append(("import torch._dynamo after torch (torch.optim would add it; best of 3)",
-                         f"{d['import_dynamo_s']:.2f} s", "not imported by any stage since issue 24", "", ""))
+                         f"{d['import_dynamo_s']:.2f} s", "imported by no stage", "", ""))
         rows.append((f"{sweep['experiments']} experiments, dvc queue start -j 2", f"{sweep['queue_j2_s']:.1f} s",
                      f"sequential {sweep['sequential_s']:.1f} s", f"{sweep['queue_vs_sequential']:.2f}x",
                      target("queue_vs_sequential", sweep["queue_vs_sequential"])))

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vae_anomaly.models import VAE
+from vae_anomaly.model.vae import VAE
 
 
 def flop_count(run: Callable[[], Any]) -> int:

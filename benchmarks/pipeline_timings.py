@@ -33,11 +33,17 @@ import yaml
 
 from benchmarks.floors import best_seconds
 from benchmarks.project import (
-    commit, dvc_cmd, experiment_refs, project_copy, run_tool, stop_queue_workers, tool_env,
+    commit,
+    dvc_cmd,
+    experiment_refs,
+    project_copy,
+    run_tool,
+    stop_queue_workers,
+    tool_env,
     wait_for_experiments,
 )
 from benchmarks.workloads import IMAGE_SHAPE, MLP_VAE, Sizes, root_source
-from vae_anomaly import datasets
+from vae_anomaly.data import images as image_sources
 
 # Fashion-MNIST with the default held_out protocol (one class of ten held out): 54,000 normal
 # training images, 10 % of them for validation; 10,000 test images.
@@ -82,7 +88,7 @@ def fashion_train_peak_rss(workdir: Path, data_root: str, sizes: Sizes) -> tuple
         "model.latent_dim": MLP_VAE.latent_dim, "model.likelihood": "bernoulli",
         "train.epochs": 2, "train.kl_schedule": "constant", "train.device": "cpu",
     }
-    root = data_root or os.environ.get(datasets.DATA_ROOT_ENV, "")
+    root = data_root or os.environ.get(image_sources.DATA_ROOT_ENV, "")
     if root:
         updates.update({"data.source": "fashion_mnist", "data.root": str(Path(root).resolve()),
                         "data.download": False})
@@ -163,7 +169,7 @@ def import_seconds(cwd: Path, modules: str) -> float:
 
 # The stages that run PyTorch. On the default tables every operation is small; timed again on
 # one thread, they say what the second thread's synchronisation costs there.
-TORCH_STAGES = ("train", "score")  # detector packages files since issue 24: no torch
+TORCH_STAGES = ("train", "score")  # the detector stage packages files: no torch
 
 
 def dvc_timings(workdir: Path, sizes: Sizes) -> dict[str, Any]:

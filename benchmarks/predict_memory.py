@@ -1,5 +1,5 @@
 """Peak memory of ``python -m vae_anomaly predict`` on long .csv files: it should stay flat as
-the file grows, since rows are read and scored in chunks (issue #13).
+the file grows, since rows are read and scored in chunks.
 
     python -m benchmarks.predict_memory [--rows 1000000] [--out reports/predict_memory.json]
 
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--out", default="reports/predict_memory.json")
     args = parser.parse_args()
-    from vae_anomaly.detector import Detector  # after --help
+    from vae_anomaly.detector.detector import Detector  # after --help
 
     rng = np.random.default_rng(0)
     mixing = rng.normal(size=(4, N_FEATURES))

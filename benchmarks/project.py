@@ -13,6 +13,7 @@ queue's detached workers, so none outlives its temporary project.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -24,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from vae_anomaly.io import log
+log = logging.getLogger(__name__)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", "stages", "vae_anomaly")

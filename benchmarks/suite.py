@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -20,11 +21,15 @@ from typing import Any
 
 import yaml
 
-from vae_anomaly.datasets import DATA_ROOT_ENV
-from vae_anomaly.io import UserError, atomic_path, log, run_main
+from vae_anomaly.cli import run_main
+from vae_anomaly.data.images import DATA_ROOT_ENV
+from vae_anomaly.errors import UserError
+from vae_anomaly.io import atomic_path
+from vae_anomaly.parallel import usable_cores
 from vae_anomaly.params import load_params
-from vae_anomaly.sizing import usable_cores
-from vae_anomaly.suite import load_suite, run_suite
+from vae_anomaly.studies.suite import load_suite, run_suite
+
+log = logging.getLogger(__name__)
 
 CONFIG = Path("benchmarks/suite.yaml")
 OUT = Path("reports/suite")
@@ -134,7 +139,7 @@ def main() -> None:
     only = args.tasks.split(",") if args.tasks else suite.quick if args.quick else None
     if args.seeds:
         suite.seeds = [int(s) for s in args.seeds.split(",")]
-    from vae_anomaly.models import resolve_device
+    from vae_anomaly.model.vae import resolve_device
 
     half = "development" if args.development else "report"
     if args.jobs < 1:

@@ -37,11 +37,20 @@ from typing import Any
 from benchmarks.benchmark import machine
 from benchmarks.pipeline_timings import shrunk_pipeline
 from benchmarks.project import (
-    ROOT, commit, dvc_cmd, experiment_refs, project_copy, run_tool, stop_queue_workers, tool_env,
+    ROOT,
+    commit,
+    dvc_cmd,
+    experiment_refs,
+    project_copy,
+    run_tool,
+    stop_queue_workers,
+    tool_env,
     wait_for_experiments,
 )
 from benchmarks.ray_cluster import LocalRayCluster
-from vae_anomaly.io import log, write_json
+from vae_anomaly.io import write_json
+
+log = logging.getLogger(__name__)
 
 
 def pushed_project(workdir: Path, rows: int, epochs: int) -> Path:

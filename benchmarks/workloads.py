@@ -27,13 +27,14 @@
   reports its test ROC-AUC, so the row says what each second bought.
 
 Data: real MNIST images when a local torchvision root is given (``--data-root`` or
-$VAE_ANOMALY_DATA_ROOT; the md5-checked loader of ``vae_anomaly.datasets``), else uniform random
+$VAE_ANOMALY_DATA_ROOT; the md5-checked loader of ``vae_anomaly.data.images``), else uniform random
 pixels of the same shape. The output says which.
 """
 from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import sys
 import time
@@ -48,12 +49,13 @@ import yaml
 
 from benchmarks.floors import best_seconds, epoch_floor_flop, epoch_profile, epoch_timing, scoring_floor_flop
 from benchmarks.project import ROOT, run_tool, tool_env
-from vae_anomaly import datasets
-from vae_anomaly.data import make_synthetic
-from vae_anomaly.io import log
-from vae_anomaly.models import VAE, VAEConfig, build_model
-from vae_anomaly.scores import compute_scores
-from vae_anomaly.training import evaluate_loss, fit, seed_everything
+from vae_anomaly.data import images as image_sources
+from vae_anomaly.data.synthetic import make_synthetic
+from vae_anomaly.model.training import evaluate_loss, fit, seed_everything
+from vae_anomaly.model.vae import VAE, VAEConfig, build_model
+from vae_anomaly.scoring.scores import compute_scores
+
+log = logging.getLogger(__name__)
 
 IMAGE_SHAPE = [1, 28, 28]
 # pytorch/examples vae's MNIST model, and the conv VAE with the project's default channels.
@@ -84,16 +86,16 @@ QUICK = Sizes(1_000, 500, 1024, 1, 0.1, True, 2, 500, 3)
 def root_source(data_root: str) -> str:
     """Where the torchvision root came from, for reports/benchmark.json: the flag or the
     variable, not the folder, which is a path on one machine only."""
-    return "a local torchvision root (" + ("--data-root" if data_root else f"${datasets.DATA_ROOT_ENV}") + ")"
+    return "a local torchvision root (" + ("--data-root" if data_root else f"${image_sources.DATA_ROOT_ENV}") + ")"
 
 
 def mnist_like(data_root: str, sizes: Sizes) -> tuple[dict[str, np.ndarray], str]:
     """Train, validation and scoring images, float32 (N, 1, 28, 28) in [0, 1]: MNIST from a
     local torchvision root when one is given, else uniform random pixels; and which it is."""
     n_train, n_val, n_score = sizes.n_train, sizes.n_train // 10, sizes.n_score
-    root = data_root or os.environ.get(datasets.DATA_ROOT_ENV, "")
+    root = data_root or os.environ.get(image_sources.DATA_ROOT_ENV, "")
     if root:
-        images = datasets.load_torchvision("mnist", root, allow_download=False)
+        images = image_sources.load_torchvision("mnist", root, allow_download=False)
         train = images.train_images
         arrays = {
             "train": train[:n_train],
@@ -232,7 +234,7 @@ def training_section(data: dict[str, np.ndarray], sizes: Sizes) -> dict[str, Any
             "n_train": n_train, "n_val": n_val,
             "floor_flop": epoch_floor_flop(build_model(config), n_train, n_val),
         }
-    # Where the MLP epoch's time goes: its matrix products against everything else (issue 24).
+    # Where the MLP epoch's time goes: its matrix products against everything else.
     log.info("training epoch: mlp_784_400_20 under torch.profiler")
     training["mlp_784_400_20"]["profile"] = epoch_profile(lambda e: fit_ours(MLP_VAE, data, e))
     # The same epoch on one thread: faster than on all of them means other work occupies the
@@ -298,6 +300,7 @@ import json, sys
 import numpy as np
 from sklearn.metrics import roc_auc_score
 from pyod.models.vae import VAE
+
 data, epochs = np.load(sys.argv[1]), int(sys.argv[2])
 detector = VAE(encoder_neuron_list=[128, 64], decoder_neuron_list=[64, 128], latent_dim=8,
                epoch_num=epochs or 60, batch_size=128, lr=1e-3, preprocessing=False, verbose=0,

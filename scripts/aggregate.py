@@ -31,8 +31,8 @@ detection trade-off in VAE-based unsupervised anomaly detection" (ISBI 2026).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import logging
 import math
 import sys
 from collections import Counter, defaultdict
@@ -40,16 +40,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 from scipy import stats
 from tabulate import tabulate
 
-from vae_anomaly import plots
-from vae_anomaly.io import UserError, atomic_path, log, run_main, write_json
-from vae_anomaly.params import SCHEMA
-from vae_anomaly.study import RUN_ID, flatten
+matplotlib.use("Agg")  # files only, no screen needed
+import matplotlib.pyplot as plt  # noqa: E402
 
-plt = plots.plt
+from vae_anomaly.cli import run_main
+from vae_anomaly.errors import UserError
+from vae_anomaly.io import atomic_path, save_figure, write_json
+from vae_anomaly.params import SCHEMA
+from vae_anomaly.studies.study import RUN_ID, flatten, read_runs
+
+log = logging.getLogger(__name__)
+
 PARAMS_FILE, METRICS_FILE, TRAIN_METRICS_FILE = "params.yaml", "reports/metrics.json", "reports/train_metrics.json"
 DETAIL_FILE = "reports/detail.json"
 # Not among dvc.yaml's metrics (`dvc exp show` stays narrow): read at each run's revision (with_detail).
@@ -125,7 +131,7 @@ def _number(value: Any) -> float:
 # --- Runs from a study's runs.csv -------------------------------------------------------------
 
 def runs_from_table(rows: list[dict[str, str]]) -> list[Run]:
-    """Runs from the rows of a study's runs.csv (vae_anomaly.study.RunsTable): the columns named
+    """Runs from the rows of a study's runs.csv (vae_anomaly.studies.study.RunsTable): the columns named
     like params keys are params, the rest metrics; numbers as floats, empty cells None."""
     def value(text: str) -> Any:
         if text == "":
@@ -144,13 +150,7 @@ def runs_from_table(rows: list[dict[str, str]]) -> list[Run]:
 def read_runs_table(path: Path) -> list[Run]:
     if not path.is_file():
         raise UserError(f"{path} not found; a study writes it (python -m scripts.study --dataset mnist ...)")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or RUN_ID not in reader.fieldnames:
-            raise UserError(f"{path} has no {RUN_ID!r} column: not the runs.csv of scripts.study")
-        rows = list(reader)
-    log.info("read %s (%d runs)", path, len(rows))
-    return runs_from_table(rows)
+    return runs_from_table(read_runs(path, "give the runs.csv of scripts.study"))
 
 
 # --- Runs from DVC experiments ----------------------------------------------------------------
@@ -779,8 +779,8 @@ def aggregate(runs: list[Run], out: Path, readings: list[str] | None = None) -> 
         tmp.write_text(text)
     log.info("wrote %s", out / "table.md")
     write_json(out / "summary.json", summary(configs, variant_keys, readings, answers))
-    plots.save_figure(tradeoff_figure(configs, variant_keys, readings), out / "tradeoff.png")
-    plots.save_figure(seed_variability_figure(configs, variant_keys, readings), out / "seed_variability.png")
+    save_figure(tradeoff_figure(configs, variant_keys, readings), out / "tradeoff.png")
+    save_figure(seed_variability_figure(configs, variant_keys, readings), out / "seed_variability.png")
     return text
 
 

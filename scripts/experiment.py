@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +26,12 @@ from typing import Any
 import yaml
 from tabulate import tabulate
 
-from vae_anomaly.io import UserError, atomic_path, log, run_main
+from vae_anomaly.cli import run_main
+from vae_anomaly.errors import UserError
+from vae_anomaly.io import atomic_path
 from vae_anomaly.params import load_params, set_dotted, validate
+
+log = logging.getLogger(__name__)
 
 PARAMS = Path("params.yaml")
 METRICS = Path("reports/metrics.json")

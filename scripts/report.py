@@ -24,7 +24,9 @@ import dvc.api
 import yaml
 from tabulate import tabulate
 
-from vae_anomaly.io import UserError, atomic_path, run_main
+from vae_anomaly.cli import run_main
+from vae_anomaly.errors import UserError
+from vae_anomaly.io import atomic_path
 
 VEGA_DIR = Path(__file__).resolve().parent / "vendor" / "vega"
 VEGA_SCRIPTS = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")  # embed needs the others

@@ -28,7 +28,9 @@ import yaml
 from tabulate import tabulate
 
 from scripts.report import run_dvc, stale_stages, stale_warning, write_plots_page
-from vae_anomaly.io import UserError, atomic_path, run_main
+from vae_anomaly.cli import run_main
+from vae_anomaly.errors import UserError
+from vae_anomaly.io import atomic_path
 from vae_anomaly.params import resolve_auto
 
 OUT = "reports/review.md"

@@ -17,7 +17,7 @@ run), scaled down to fit two CPU cores (docs/study.md says what and why). Three 
 3. ``report``: scripts.aggregate of runs.csv into the same folder (tables, figures, the
    paper's four claims, summary.json).
 
-Each run trains and reads one model in a worker process (vae_anomaly.study); its params and
+Each run trains and reads one model in a worker process (vae_anomaly.studies.study); its params and
 metrics become a row of reports/study/<dataset>/runs.csv as soon as it finishes, and a rerun
 skips every run already there, so a study cut short goes on where it stopped, and a finished
 one only rebuilds the report. Every run reads detection two ways: the reconstruction error
@@ -29,17 +29,21 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-
 from scripts import aggregate
-from vae_anomaly import study
-from vae_anomaly.io import UserError, log, run_main, write_json
-from vae_anomaly.params import AUTO, SCORES, ParamsError, load_params, resolve_auto, set_dotted, validate
+from vae_anomaly.cli import run_main
+from vae_anomaly.errors import ParamsError, UserError
+from vae_anomaly.io import write_json
+from vae_anomaly.params import AUTO, SCORES, load_params, resolve_auto, set_dotted, validate
+from vae_anomaly.studies import study
+
+log = logging.getLogger(__name__)
 
 BETAS = (0.1, 1.0, 10.0, 100.0)
 LATENT_SIZES = (20, 64, 256)

@@ -49,7 +49,10 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from scripts import sweep_task
 from scripts.experiment import markdown_table
 from scripts.sweep_task import Progress, one_line_error, run_experiment
-from vae_anomaly.io import UserError, log, run_main
+from vae_anomaly.cli import run_main
+from vae_anomaly.errors import UserError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PARAMS = "params.yaml"
 POLL_S = 1.0

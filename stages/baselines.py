@@ -1,15 +1,17 @@
 """baselines: PyOD detectors fitted on the training split, their scores on the test split;
 the record of what was adapted to the data and which detectors failed."""
-from vae_anomaly.baselines import DEEP_BASELINES, baseline_scores
-from vae_anomaly.io import log, read_arrays, run_stage, write_arrays, write_json
-from vae_anomaly.params import load_params
-from vae_anomaly.sizing import usable_cores
+import logging
 
-FEATURES = "data/prepared/features.npz"
-BASELINE_SCORES = "data/baseline_scores/test.npz"
-RECORD = "reports/baselines.json"
+from stages.paths import BASELINE_RECORD, BASELINE_SCORES, FEATURES
+from vae_anomaly.cli import run_stage
+from vae_anomaly.evaluation.baselines import DEEP_BASELINES, baseline_scores
+from vae_anomaly.io import read_arrays, write_arrays, write_json
+from vae_anomaly.parallel import usable_cores
+from vae_anomaly.params import load_params
+
+log = logging.getLogger(__name__)
 # Detectors fitted at a time, one per core this process may use (taskset, a container's CPU
-# set): each runs on one thread (baselines.one_torch_thread).
+# set): each runs on one thread (parallel.one_thread).
 JOBS = usable_cores()
 
 
@@ -20,13 +22,13 @@ def main() -> None:
     # but an impossible 'cuda' stops the stage here, before any work.
     device = params["train"]["device"]
     if device == "cuda" and set(params["baselines"]["names"]) & set(DEEP_BASELINES):
-        from vae_anomaly.models import resolve_device
+        from vae_anomaly.model.vae import resolve_device
 
         resolve_device(device)
     features = read_arrays(FEATURES)
     scores, record = baseline_scores(features, params, device, JOBS)
     write_arrays(BASELINE_SCORES, **scores)
-    write_json(RECORD, record)
+    write_json(BASELINE_RECORD, record)
 
 
 if __name__ == "__main__":

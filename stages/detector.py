@@ -3,22 +3,20 @@ reference of the training split, the threshold (``python -m vae_anomaly predict`
 
 It packages what the stages before it computed (the train stage's model file as it is, the
 score stage's training reference and scores) with the writer ``Detector.save`` uses
-(vae_anomaly.detector_folder), and imports neither torch, scikit-learn nor PyOD: the stage takes
-0.3 s instead of 4.6 (issue 24)."""
-from vae_anomaly.combination import fit_combination
-from vae_anomaly.data import Scaling
-from vae_anomaly.detector_folder import SECTIONS, checked_params, write_detector_folder
-from vae_anomaly.io import UserError, log, read_arrays, read_bytes, read_json, read_shape, run_stage
-from vae_anomaly.params import REFERENCE_SCORES, load_params
+(vae_anomaly/detector/folder.py), without loading a model: no torch, scikit-learn or PyOD."""
+import logging
 
-FEATURES = "data/prepared/features.npz"
-SCALING = "data/prepared/scaling.npz"
-MODEL = "data/model.pt"
-TRAIN_SCORES = "data/scores/train.npz"
-VAL_SCORES = "data/scores/val.npz"
-REFERENCE = "data/scores/reference.npz"
-THRESHOLD = "reports/threshold.json"
-DETECTOR = "data/detector"
+from stages.paths import DETECTOR, FEATURES, MODEL, REFERENCE, SCALING, THRESHOLD, TRAIN_SCORES, VAL_SCORES
+from vae_anomaly.cli import run_stage
+from vae_anomaly.data.splits import Scaling
+from vae_anomaly.detector.folder import SECTIONS, checked_params, write_detector_folder
+from vae_anomaly.errors import UserError
+from vae_anomaly.io import read_arrays, read_bytes, read_json, read_shape
+from vae_anomaly.params import load_params
+from vae_anomaly.scoring.combination import fit_combination
+from vae_anomaly.scoring.registry import names_that
+
+log = logging.getLogger(__name__)
 
 
 def main() -> None:
@@ -27,7 +25,7 @@ def main() -> None:
     checked = checked_params({name: params[name] for name in SECTIONS}, params["data"]["val_fraction"])
     score = checked["score"]
     reference = None
-    wanted = [name for name in score["names"] if name in REFERENCE_SCORES]
+    wanted = [name for name in score["names"] if name in names_that("reference")]
     if wanted:
         reference = read_arrays(REFERENCE)
         if not reference:

@@ -4,28 +4,40 @@ metrics diff` compare); the rest of it (precision, recall, balanced accuracy, co
 score's, every baseline's and the model's diagnostics to reports/detail.json, the primary
 score's per anomaly kind to reports/per_type.json (`dvc metrics show FILE`). The ROC and PR
 curves too: the primary score's for `dvc plots`, every score's and baseline's for the plot
-stage's figure (computed here, where scikit-learn is loaded already, the plot stage runs
-without it: its import cost that stage about a second)."""
+stage's figure (computed here, where scikit-learn is loaded already, so that the plot stage
+draws without it)."""
+import logging
+
 import numpy as np
 
-from vae_anomaly.io import log, read_arrays, read_json, run_stage, write_arrays, write_csv, write_json
-from vae_anomaly.metrics import (
-    CURVE_COLUMNS, curve_arrays, evaluate, latent_metrics, per_type_metrics, ranking_metrics, reconstruction_metrics,
+from stages.paths import (
+    BASELINE_RECORD,
+    BASELINE_SCORES,
+    CURVES,
+    CURVES_DIR,
+    DETAIL,
+    LABELS,
+    METRICS,
+    PER_TYPE,
+    TEST_LATENT,
+    TEST_RECONSTRUCTION,
+    TEST_SCORES,
+    THRESHOLD,
 )
+from vae_anomaly.cli import run_stage
+from vae_anomaly.evaluation.metrics import (
+    CURVE_COLUMNS,
+    curve_arrays,
+    evaluate,
+    latent_metrics,
+    per_type_metrics,
+    ranking_metrics,
+    reconstruction_metrics,
+)
+from vae_anomaly.io import read_arrays, read_json, write_arrays, write_csv, write_json
 from vae_anomaly.params import load_params
 
-TEST_SCORES = "data/scores/test.npz"
-TEST_LATENT = "data/scores/test_latent.npz"
-TEST_RECONSTRUCTION = "data/scores/test_reconstruction.npz"
-BASELINE_SCORES = "data/baseline_scores/test.npz"
-BASELINE_RECORD = "reports/baselines.json"
-LABELS = "data/prepared/labels.npz"
-THRESHOLD = "reports/threshold.json"
-METRICS = "reports/metrics.json"
-DETAIL = "reports/detail.json"  # not DVC metrics: `dvc exp show` stays narrow
-PER_TYPE = "reports/per_type.json"
-CURVES_DIR = "reports/curves"  # the primary score's roc.csv and pr.csv: dvc.yaml's plots
-CURVES = "data/curves.npz"  # every score's and baseline's, "<group>/<name>/<column>" (metrics.curve_arrays)
+log = logging.getLogger(__name__)
 
 
 def main() -> None:

@@ -1,30 +1,25 @@
 """plot: PNG figures of scores, ROC and PR curves (the evaluate stage's), images and training."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vae_anomaly import plots
-from vae_anomaly.baselines import FIGURE_PREFIX
-from vae_anomaly.io import log, read_arrays, read_json, run_stage
+from stages.paths import CURVES, DETAIL, FEATURES, FIGURES_DIR, LABELS, MODEL, SCORES_DIR, THRESHOLD, TRAINING_LOG
+from vae_anomaly.cli import run_stage
+from vae_anomaly.evaluation import plots
+from vae_anomaly.evaluation.baselines import FIGURE_PREFIX
+from vae_anomaly.io import read_arrays, read_json, save_figure
+from vae_anomaly.model.training_log import read_history
 from vae_anomaly.params import load_params
-from vae_anomaly.training_log import read_history
 
 if TYPE_CHECKING:  # torch and the model are imported only to draw images (load_model)
-    from vae_anomaly.models import VAE
+    from vae_anomaly.model.vae import VAE
 
-FEATURES = "data/prepared/features.npz"
-LABELS = "data/prepared/labels.npz"
-MODEL = "data/model.pt"
-SCORES_DIR = "data/scores"
-THRESHOLD = "reports/threshold.json"
-TRAINING_LOG = "reports/train"
-CURVES = "data/curves.npz"  # the evaluate stage's: every score's and baseline's ROC and PR curves
-DETAIL = "reports/detail.json"  # their ROC-AUC and average precision
-FIGURES_DIR = "reports/figures"
+log = logging.getLogger(__name__)
 
 
 def image_figures(
@@ -47,7 +42,7 @@ def image_figures(
         pool = np.flatnonzero(labels == label)
         if len(pool):
             pick = test_x[np.sort(rng.choice(pool, size=min(n, len(pool)), replace=False))]
-            rows += [(f"{name} test images", pick), (f"their reconstructions", reconstruct(pick))]
+            rows += [(f"{name} test images", pick), ("their reconstructions", reconstruct(pick))]
     z = torch.randn((2 * n, model.config.latent_dim), generator=generator)
     with torch.no_grad():
         prior = model.mean(model.decode(z))
@@ -123,7 +118,7 @@ def main() -> None:
     threshold = read_json(THRESHOLD)["threshold"]
 
     def model() -> VAE:
-        from vae_anomaly.models import load_model
+        from vae_anomaly.model.vae import load_model
 
         return load_model(MODEL)
 
@@ -131,7 +126,7 @@ def main() -> None:
     figures = make_figures(features, labels, scores, primary, threshold, read_history(TRAINING_LOG), model, plot_p,
                            curves)
     for name, fig in figures.items():
-        plots.save_figure(fig, f"{FIGURES_DIR}/{name}.png")
+        save_figure(fig, f"{FIGURES_DIR}/{name}.png")
 
 
 if __name__ == "__main__":

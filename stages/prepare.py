@@ -1,15 +1,15 @@
 """prepare: build the dataset's splits; test labels go to a file only evaluation reads; the
 training statistics that scaled a table go beside them."""
-from vae_anomaly.data import IMAGE_SOURCES, make_splits
-from vae_anomaly.data_figures import examples_figure, save_figure
-from vae_anomaly.io import log, run_stage, write_arrays, write_json
+import logging
+
+from stages.paths import DATA_SUMMARY, EXAMPLES, FEATURES, LABELS, SCALING
+from vae_anomaly.cli import run_stage
+from vae_anomaly.data.figures import examples_figure
+from vae_anomaly.data.sources import IMAGE_SOURCES, make_splits
+from vae_anomaly.io import save_figure, write_arrays, write_json
 from vae_anomaly.params import load_params
 
-FEATURES = "data/prepared/features.npz"
-LABELS = "data/prepared/labels.npz"
-SCALING = "data/prepared/scaling.npz"
-SUMMARY = "reports/data_summary.json"
-EXAMPLES = "reports/figures_data/examples.png"
+log = logging.getLogger(__name__)
 
 
 def main() -> None:
@@ -24,8 +24,8 @@ def main() -> None:
     write_arrays(LABELS, **splits.labels())
     # The training statistics of tables, for the detector to scale new rows; none for images.
     write_arrays(SCALING, **(vars(splits.scaling) if splits.scaling else {}))
-    write_json(SUMMARY, splits.summary())
-    save_figure(examples_figure(splits), EXAMPLES)
+    write_json(DATA_SUMMARY, splits.summary())
+    save_figure(examples_figure(splits), EXAMPLES, crop=True)
 
 
 if __name__ == "__main__":

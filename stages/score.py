@@ -1,18 +1,19 @@
 """score: per-sample anomaly scores of every split, from the trained model; for the test split
 also the posterior statistics and the reconstruction quality that evaluate summarises; and the
 training reference the reference scores compare with, which the detector stage packages."""
-from vae_anomaly.io import log, read_arrays, require_finite, run_stage, write_arrays
-from vae_anomaly.latent import posterior_statistics
-from vae_anomaly.models import load_model, resolve_device
+import logging
+
+from stages.paths import FEATURES, MODEL, REFERENCE, SCORES_DIR, TEST_LATENT, TEST_RECONSTRUCTION
+from vae_anomaly.cli import run_stage
+from vae_anomaly.io import read_arrays, require_finite, write_arrays
+from vae_anomaly.model.vae import load_model, resolve_device
 from vae_anomaly.params import load_params
 from vae_anomaly.pipeline import score_splits, training_reference
-from vae_anomaly.reconstruction import reconstruction_quality
-from vae_anomaly.scores import reference_arrays
+from vae_anomaly.scoring.latent import posterior_statistics
+from vae_anomaly.scoring.reconstruction import reconstruction_quality
+from vae_anomaly.scoring.reference import reference_arrays
 
-FEATURES = "data/prepared/features.npz"
-MODEL = "data/model.pt"
-SCORES_DIR = "data/scores"
-REFERENCE = f"{SCORES_DIR}/reference.npz"
+log = logging.getLogger(__name__)
 
 
 def main() -> None:
@@ -30,9 +31,8 @@ def main() -> None:
                            f"and the data, or leave {name} out of score.names")
         write_arrays(f"{SCORES_DIR}/{split}.npz", **scores)
     batch_size = score_p["batch_size"]
-    write_arrays(f"{SCORES_DIR}/test_latent.npz", **posterior_statistics(model, features["test"], batch_size))
-    write_arrays(f"{SCORES_DIR}/test_reconstruction.npz",
-                 **reconstruction_quality(model, features["test"], batch_size))
+    write_arrays(TEST_LATENT, **posterior_statistics(model, features["test"], batch_size))
+    write_arrays(TEST_RECONSTRUCTION, **reconstruction_quality(model, features["test"], batch_size))
     # Written even without reference scores (empty), so the folder's files never depend on
     # what an earlier run left there.
     write_arrays(REFERENCE, **({} if reference is None else reference_arrays(reference)))

@@ -1,10 +1,13 @@
 """threshold: choose the decision threshold from unlabelled scores of one split."""
-from vae_anomaly.io import log, read_arrays, require_finite, run_stage, write_json
-from vae_anomaly.params import load_params
-from vae_anomaly.thresholds import choose_threshold
+import logging
 
-SCORES_DIR = "data/scores"
-THRESHOLD = "reports/threshold.json"
+from stages.paths import SCORES_DIR, THRESHOLD
+from vae_anomaly.cli import run_stage
+from vae_anomaly.io import read_arrays, require_finite, write_json
+from vae_anomaly.params import load_params
+from vae_anomaly.scoring.thresholds import choose_threshold
+
+log = logging.getLogger(__name__)
 
 
 def main() -> None:

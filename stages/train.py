@@ -1,17 +1,18 @@
 """train: fit the VAE on normal training data, early-stopped on the validation split; each
 epoch logged with DVCLive as it ends."""
+import logging
+
 import torch
 
-from vae_anomaly.io import log, read_arrays, run_stage, write_json
-from vae_anomaly.models import resolve_device, save_model
+from stages.paths import FEATURES, MODEL, TRAIN_METRICS, TRAINING_LOG
+from vae_anomaly.cli import run_stage
+from vae_anomaly.io import read_arrays, write_json
+from vae_anomaly.model.training_log import epoch_log
+from vae_anomaly.model.vae import resolve_device, save_model
 from vae_anomaly.params import load_params
 from vae_anomaly.pipeline import train_model
-from vae_anomaly.training_log import epoch_log
 
-FEATURES = "data/prepared/features.npz"
-MODEL = "data/model.pt"
-LOG_DIR = "reports/train"  # DVCLive's: metrics.json (the latest epoch), plots/metrics/*.tsv
-METRICS = "reports/train_metrics.json"
+log = logging.getLogger(__name__)
 
 
 def main() -> None:
@@ -19,12 +20,12 @@ def main() -> None:
     log.info("read params.yaml: model=%s train=%s", params["model"], params["train"])
     device = resolve_device(params["train"]["device"])
     features = read_arrays(FEATURES, "train", "val")  # not the test split: memory
-    with epoch_log(LOG_DIR) as log_epoch:
+    with epoch_log(TRAINING_LOG) as log_epoch:
         model, history, summary = train_model(features["train"], features["val"], params, device, log_epoch)
-    log.info("logged %d epochs to %s (DVCLive)", len(history), LOG_DIR)
+    log.info("logged %d epochs to %s (DVCLive)", len(history), TRAINING_LOG)
     save_model(model, MODEL)
     # CPU and CUDA kernels round differently, so the same params give other metrics there.
-    write_json(METRICS, {**summary, "device": device.type, "torch": torch.__version__})
+    write_json(TRAIN_METRICS, {**summary, "device": device.type, "torch": torch.__version__})
 
 
 if __name__ == "__main__":

@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 
 from scripts.aggregate import (
-    Run, aggregate, claims, collect_runs, default_readings, group_runs, main, runs_from_table,
+    Run,
+    aggregate,
+    claims,
+    collect_runs,
+    default_readings,
+    group_runs,
+    main,
+    runs_from_table,
 )
-from vae_anomaly.io import UserError
+from vae_anomaly.errors import UserError
 
 
 def row(name, kind, beta, latent, seed, roc_auc=None, mse=None, w2=None, state="Success",

@@ -8,9 +8,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from vae_anomaly.baselines import FIT_ORDER, baseline_scores, build_detector, deep_budget
-from vae_anomaly.params import BASELINES
-from vae_anomaly.scores import compressed_bits
+from vae_anomaly.evaluation.baselines import BASELINES, FIT_ORDER, baseline_scores, build_detector, deep_budget
+from vae_anomaly.scoring.complexity import compressed_bits
 
 
 def small_params(names, epochs=3, patience=8):
@@ -138,7 +137,7 @@ def test_deep_baselines_batches_are_pyods_shuffled_full_batches_from_one_copy():
     from pyod.utils.stat_models import pairwise_distances_no_broadcast
     from pyod.utils.torch_utility import TorchDataset
 
-    from vae_anomaly.pyod_deep import row_distances, shuffled_batches
+    from vae_anomaly.evaluation.pyod_deep import row_distances, shuffled_batches
 
     x = np.arange(70 * 3, dtype=np.float64).reshape(70, 3)
     loader = torch.utils.data.DataLoader(TorchDataset(X=x), batch_size=32, shuffle=True, drop_last=True)

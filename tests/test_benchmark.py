@@ -11,7 +11,7 @@ from benchmarks.floors import (
 from benchmarks.pipeline_timings import top_level_import_seconds
 from benchmarks.project import set_params
 from benchmarks.workloads import MLP_VAE
-from vae_anomaly.models import build_model
+from vae_anomaly.model.vae import build_model
 
 # Multiply-adds of the 784-400-20 VAE's linear layers: encoder 784x400, mu and logvar 400x20
 # each, decoder 20x400 and 400x784.

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import ROOT
-from vae_anomaly import baselines, io as vae_io
-from vae_anomaly.io import run_stage, write_arrays
-from vae_anomaly.models import VAEConfig, build_model, save_model
-from vae_anomaly.training import fit
+
+from vae_anomaly import cli
+from vae_anomaly.evaluation import baselines
+from vae_anomaly.cli import run_stage
+from vae_anomaly.io import write_arrays
+from vae_anomaly.model.training import fit
+from vae_anomaly.model.vae import VAEConfig, build_model, save_model
 
 
 def command_modules() -> list[str]:
@@ -111,7 +113,7 @@ def test_progress_bars_only_on_a_terminal_outside_ci(monkeypatch, terminal, ci, 
         monkeypatch.delenv("CI", raising=False)
     else:
         monkeypatch.setenv("CI", ci)
-    assert vae_io.show_progress() is shown
+    assert cli.show_progress() is shown
 
 
 def test_pyod_bars_are_off_in_a_piped_log(monkeypatch):
@@ -146,7 +148,7 @@ def test_training_logs_above_its_bar(monkeypatch):
     assert len(history) < 50 and out.count("early stopping") == 1
     # tqdm clears the bar's line (a carriage return, spaces, another) before the log line,
     # which then starts a line of its own; without that it would run on after the bar.
-    assert re.search(r"\r +\rvae_anomaly INFO: early stopping after epoch", out), out[-600:]
+    assert re.search(r"\r +\rvae_anomaly.model.training INFO: early stopping after epoch", out), out[-600:]
     assert out.count("train:") >= 2  # the bar, and the bar drawn again below the log line
 
 
@@ -156,6 +158,6 @@ def test_a_command_exits_with_its_objects_frozen():
     import subprocess
 
     code = ("import atexit, gc; atexit.register(lambda: print('frozen', gc.get_freeze_count()));"
-            "from vae_anomaly.io import run_main; run_main(lambda: None)")
+            "from vae_anomaly.cli import run_main; run_main(lambda: None)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert int(done.stdout.split()[-1]) > 1000

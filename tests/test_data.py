@@ -1,6 +1,7 @@
 import numpy as np
 
-from vae_anomaly.data import NORMAL, make_synthetic
+from vae_anomaly.data.splits import NORMAL
+from vae_anomaly.data.synthetic import make_synthetic
 from vae_anomaly.params import SYNTHETIC_ANOMALIES
 
 

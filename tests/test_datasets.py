@@ -8,10 +8,12 @@ import yaml
 from torchvision import datasets as tv_datasets
 from torchvision.datasets.utils import calculate_md5
 
-from vae_anomaly import datasets
-from vae_anomaly.data import NORMAL, OUTLIER, make_splits, make_synthetic
-from vae_anomaly.io import UserError
-from vae_anomaly.params import N_CLASSES, ParamsError, validate
+from vae_anomaly.data import images as image_sources
+from vae_anomaly.data.sources import make_splits
+from vae_anomaly.data.splits import NORMAL, OUTLIER
+from vae_anomaly.data.synthetic import make_synthetic
+from vae_anomaly.errors import ParamsError, UserError
+from vae_anomaly.params import N_CLASSES, validate
 
 SIDE = 5  # tiny images: SIDE x SIDE pixels
 PIXEL_STEP = 25  # every pixel of a class-c image is c * PIXEL_STEP, so pixels tell the class
@@ -46,7 +48,7 @@ def pin_tiny_md5s(monkeypatch, root, dataset) -> None:
 @pytest.fixture
 def tiny_root(tmp_path, monkeypatch):
     """A local root with tiny MNIST and Fashion-MNIST files whose md5s are pinned."""
-    monkeypatch.delenv(datasets.DATA_ROOT_ENV, raising=False)
+    monkeypatch.delenv(image_sources.DATA_ROOT_ENV, raising=False)
     root = tmp_path / "root"
     for dataset in (tv_datasets.MNIST, tv_datasets.FashionMNIST):
         write_raw_files(root, dataset)
@@ -67,7 +69,7 @@ def image_params(params, source, root, protocol="held_out", classes=(1,)):
 # --- MNIST / Fashion-MNIST from local files --------------------------------------------------
 
 def test_tiny_files_load_as_unit_images(tiny_root):
-    images = datasets.load_torchvision("fashion_mnist", str(tiny_root), allow_download=False)
+    images = image_sources.load_torchvision("fashion_mnist", str(tiny_root), allow_download=False)
     assert images.train_images.shape == (10 * N_TRAIN_PER_CLASS, 1, SIDE, SIDE)
     assert images.test_images.shape == (10 * N_TEST_PER_CLASS, 1, SIDE, SIDE)
     assert images.train_images.dtype == np.float32
@@ -77,15 +79,15 @@ def test_tiny_files_load_as_unit_images(tiny_root):
 
 
 def test_official_md5_mismatch_names_file_expected_md5_and_fixes(tmp_path, monkeypatch):
-    monkeypatch.delenv(datasets.DATA_ROOT_ENV, raising=False)
+    monkeypatch.delenv(image_sources.DATA_ROOT_ENV, raising=False)
     write_raw_files(tmp_path, tv_datasets.FashionMNIST)  # tiny files: not the official md5s
     with pytest.raises(UserError) as err:
-        datasets.load_torchvision("fashion_mnist", str(tmp_path), allow_download=False)
+        image_sources.load_torchvision("fashion_mnist", str(tmp_path), allow_download=False)
     message = str(err.value)
     filename, official_md5 = tv_datasets.FashionMNIST.resources[0]
     assert str(tmp_path / "FashionMNIST" / "raw" / filename) in message
     assert f"md5 {official_md5}" in message
-    for remedy in ("data.root", datasets.DATA_ROOT_ENV, "data.download"):
+    for remedy in ("data.root", image_sources.DATA_ROOT_ENV, "data.download"):
         assert remedy in message
 
 
@@ -95,26 +97,26 @@ def test_corrupt_and_missing_files_are_named(tiny_root):
     expected = dict(tv_datasets.MNIST.resources)[labels.name]
     labels.write_bytes(labels.read_bytes()[:-1])
     with pytest.raises(UserError, match=f"{labels}.* has md5 .*expected .*md5 {expected}"):
-        datasets.load_torchvision("mnist", str(tiny_root), allow_download=False)
+        image_sources.load_torchvision("mnist", str(tiny_root), allow_download=False)
     labels.unlink()
     with pytest.raises(UserError, match=f"{labels} is missing; expected .*md5 {expected}"):
-        datasets.load_torchvision("mnist", str(tiny_root), allow_download=False)
+        image_sources.load_torchvision("mnist", str(tiny_root), allow_download=False)
 
 
 def test_environment_variable_root_and_param_precedence(tiny_root, tmp_path, monkeypatch):
-    monkeypatch.setenv(datasets.DATA_ROOT_ENV, str(tiny_root))
-    images = datasets.load_torchvision("mnist", "", allow_download=False)
+    monkeypatch.setenv(image_sources.DATA_ROOT_ENV, str(tiny_root))
+    images = image_sources.load_torchvision("mnist", "", allow_download=False)
     assert len(images.train_labels) == 10 * N_TRAIN_PER_CLASS
     # data.root, when set, wins over the environment variable
     with pytest.raises(UserError, match=r"is missing.*read from data.root"):
-        datasets.load_torchvision("mnist", str(tmp_path / "empty"), allow_download=False)
+        image_sources.load_torchvision("mnist", str(tmp_path / "empty"), allow_download=False)
 
 
 def test_without_root_or_download_the_cache_must_hold_the_files(tmp_path, monkeypatch):
-    monkeypatch.delenv(datasets.DATA_ROOT_ENV, raising=False)
+    monkeypatch.delenv(image_sources.DATA_ROOT_ENV, raising=False)
     cache = tmp_path / "cache"
     with pytest.raises(UserError, match=f"{cache / 'MNIST' / 'raw'}.* is missing.*download cache"):
-        datasets.load_torchvision("mnist", "", allow_download=False, cache=cache)
+        image_sources.load_torchvision("mnist", "", allow_download=False, cache=cache)
 
 
 # --- protocols -------------------------------------------------------------------------------
@@ -297,7 +299,8 @@ def test_prepare_stage_writes_labels_and_examples(params, tmp_path, monkeypatch)
 
 
 def test_image_examples_figure(params, tiny_root, tmp_path):
-    from vae_anomaly.data_figures import examples_figure, save_figure
+    from vae_anomaly.data.figures import examples_figure
+    from vae_anomaly.io import save_figure
 
     splits = make_splits(image_params(params, "mnist", tiny_root))
     save_figure(examples_figure(splits), tmp_path / "examples.png")

@@ -9,17 +9,18 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import ROOT
 from sklearn.base import clone
 
-from conftest import ROOT
-from vae_anomaly import data
-from vae_anomaly.detector import FORMAT, Detector, InputError
-from vae_anomaly.io import UserError, write_arrays, write_json
-from vae_anomaly.metrics import ranking_metrics
-from vae_anomaly.params import ParamsError
-from vae_anomaly.models import save_model
+from vae_anomaly.data import splits, synthetic
+from vae_anomaly.detector.detector import Detector
+from vae_anomaly.detector.folder import FORMAT
+from vae_anomaly.errors import InputError, ParamsError, UserError
+from vae_anomaly.evaluation.metrics import ranking_metrics
+from vae_anomaly.io import write_arrays, write_json
+from vae_anomaly.model.vae import save_model
 from vae_anomaly.pipeline import SPLITS, score_splits, train_model
-from vae_anomaly.scores import reference_arrays
+from vae_anomaly.scoring.reference import reference_arrays
 
 SMALL = {
     "model": {"hidden_dims": [16, 8], "latent_dim": 2},
@@ -30,13 +31,13 @@ SMALL = {
 }
 
 
-def raw_synthetic(n_train: int, n_val: int, n_test: int, monkeypatch) -> data.Splits:
+def raw_synthetic(n_train: int, n_val: int, n_test: int, monkeypatch) -> splits.Splits:
     """The synthetic splits before ``prepare`` standardises them: the rows a user would have."""
     cfg = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]["synthetic"]
     cfg.update(n_train=n_train, n_val=n_val, n_test=n_test)
     with monkeypatch.context() as m:
-        m.setattr(data, "standardize", lambda splits: splits)
-        return data.make_synthetic(cfg, seed=0)
+        m.setattr(synthetic, "standardize", lambda unscaled: unscaled)
+        return synthetic.make_synthetic(cfg, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_fit_and_decision_function_give_the_pipelines_scores(raw, fitted, params
     """prepare's scaling, train_model and score_splits on the same rows: the same numbers."""
     for name, section in SMALL.items():
         params[name].update(section)
-    prepared = data.standardize(raw)
+    prepared = splits.standardize(raw)
     model, _, _ = train_model(prepared.train, prepared.val, params, torch.device("cpu"))
     pipeline = score_splits(model, {"train": prepared.train, "val": prepared.val, "test": prepared.test},
                             params["score"], params["train"]["seed"])
@@ -78,7 +79,7 @@ def test_fit_on_the_training_rows_alone_matches_the_pipelines_roc_auc(monkeypatc
                 "score": {"names": ["reconstruction_mse"], "primary": "reconstruction_mse"}}
     for name, section in sections.items():
         params[name].update(section)
-    prepared = data.standardize(raw)
+    prepared = splits.standardize(raw)
     model, _, _ = train_model(prepared.train, prepared.val, params, torch.device("cpu"))
     pipeline = score_splits(model, {"train": prepared.train, "test": prepared.test}, params["score"], 0,
                             splits=("test",))["test"]["reconstruction_mse"]
@@ -205,7 +206,7 @@ def test_image_detector_refuses_other_shapes_integers_and_intensities_outside_0_
     ({"train": {"epoch": 3}}, r"unknown key 'train.epoch'"),
     ({"score": {"primary": "iwae"}}, r"score.primary = 'iwae' must be one of score.names"),
     ({"model": {"kind": "ae"}, "score": {"names": ["kl_to_prior"], "primary": "kl_to_prior"}},
-     r"'kl_to_prior', which needs model.kind = 'vae'"),
+     r"'kl_to_prior', which needs a VAE .*\(model.kind = 'vae'\)"),
     ({"threshold": {"split": "test"}}, r"threshold.split = 'test' .* use 'train' or 'val'"),
     ({"train": 30}, r"train = 30: give a dict of the train section's keys"),
     ({"val_fraction": 0.9}, r"data.val_fraction = 0.9 is not allowed"),
@@ -214,7 +215,7 @@ def test_image_detector_refuses_other_shapes_integers_and_intensities_outside_0_
 def test_params_are_checked_when_fit_starts(arguments, message, monkeypatch):
     """The constructor stores its arguments (scikit-learn's rule); fit checks them first."""
     detector = Detector(**arguments)
-    monkeypatch.setattr("vae_anomaly.detector.train_model", lambda *a: pytest.fail("trained on bad params"))
+    monkeypatch.setattr("vae_anomaly.detector.detector.train_model", lambda *a: pytest.fail("trained on bad params"))
     with pytest.raises(ParamsError, match=message):
         detector.fit(np.zeros((30, 3)))
 

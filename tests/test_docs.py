@@ -1,9 +1,7 @@
 """The README is a front page, and every page's links and commands point at things that exist."""
 import re
-from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

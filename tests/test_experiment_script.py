@@ -2,11 +2,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from scripts.experiment import markdown_table, override_arg, plan, summary_row
-from vae_anomaly.io import UserError
-from vae_anomaly.params import ParamsError
+from vae_anomaly.errors import ParamsError, UserError
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.stem)

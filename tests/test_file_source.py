@@ -4,10 +4,11 @@ import pandas as pd
 import pytest
 from scipy.io import savemat
 
-from vae_anomaly.data import ANOMALY, NORMAL, make_splits
-from vae_anomaly.datasets import load_table
-from vae_anomaly.io import UserError
-from vae_anomaly.params import ParamsError, validate
+from vae_anomaly.data.sources import make_splits
+from vae_anomaly.data.splits import ANOMALY, NORMAL
+from vae_anomaly.data.tables import load_table
+from vae_anomaly.errors import ParamsError, UserError
+from vae_anomaly.params import validate
 
 
 def table(n_normal=40, n_anomaly=6, n_features=3, seed=0):
@@ -89,7 +90,7 @@ def test_splits_train_on_normal_rows_and_test_on_the_rest_scaled_by_training_sta
     ({(2, 0): ""}, r"column 'a'.*NaN or empty"),
     ({(4, 1): "2"}, r"label column 'is_anomaly': labels must be 0 \(normal\) or 1 \(anomaly\), found 2 \(first in data row 4\)"),
     ({(4, 1): ""}, r"column 'is_anomaly'.*NaN or empty"),
-    ({(6, 2): "red"}, r"data.csv, line 7, column 'b': 'red' is not a number"),
+    ({(6, 2): "red"}, r"data.csv, row 6 \(line 7\), column 'b': 'red' is not a number"),
 ])
 def test_bad_csv_values_name_the_file_and_column(tmp_path, cells, message):
     x, y = table()

@@ -1,8 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from support import score_params
 
-from vae_anomaly.latent import (
+from vae_anomaly.evaluation.metrics import latent_metrics, reconstruction_metrics
+from vae_anomaly.model.vae import VAEConfig, build_model
+from vae_anomaly.scoring.latent import (
     active_dims_by_alpha,
     active_dims_by_kl,
     fitted_w2,
@@ -10,11 +13,8 @@ from vae_anomaly.latent import (
     posterior_statistics,
     sparse_log_alpha,
 )
-from vae_anomaly.metrics import latent_metrics, reconstruction_metrics
-from vae_anomaly.models import VAEConfig, build_model
-from vae_anomaly.reconstruction import image_ssim, reconstruction_quality
-from support import score_params
-from vae_anomaly.scores import compute_scores
+from vae_anomaly.scoring.reconstruction import image_ssim, reconstruction_quality
+from vae_anomaly.scoring.scores import compute_scores
 
 
 def test_w2_in_one_dimension_is_the_distance_of_means_and_stds():

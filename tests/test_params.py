@@ -2,9 +2,10 @@ import difflib
 
 import pytest
 import yaml
-
 from conftest import ROOT, raw_params
-from vae_anomaly.params import ParamsError, default_params, load_params, resolve_auto, validate
+
+from vae_anomaly.errors import ParamsError
+from vae_anomaly.params import default_params, load_params, resolve_auto, validate
 
 
 def test_default_params_are_valid(params):

@@ -11,12 +11,13 @@ import re
 
 import pytest
 import yaml
+from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT
-from vae_anomaly.io import run_stage
-from vae_anomaly.params import SCHEMA, ParamsError, load_params, validate
+from vae_anomaly.cli import run_stage
+from vae_anomaly.errors import ParamsError
+from vae_anomaly.params import SCHEMA, load_params, validate
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
 

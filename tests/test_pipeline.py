@@ -1,6 +1,5 @@
 """End to end: the real `dvc repro` on a copy of the project with shrunken params; dvc.yaml's
 dependencies against the code each stage imports."""
-import ast
 import json
 import shutil
 import subprocess
@@ -12,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import ROOT
+from support import imported_modules, module_file
 
 from benchmarks.project import project_copy, tool_env
-from conftest import ROOT
 from vae_anomaly.params import load_params
 
 
@@ -236,37 +236,6 @@ def test_bad_param_stops_the_stage_with_a_clear_message(project):
     assert "Traceback" not in done.stderr
 
 
-PACKAGES = ("stages", "vae_anomaly")  # the project's code; anything else is a library
-
-
-def module_file(name: str, root: Path = ROOT) -> Path | None:
-    """The file of a project module ("vae_anomaly.io" -> vae_anomaly/io.py), None if not ours."""
-    if name.split(".")[0] not in PACKAGES:
-        return None
-    path = root.joinpath(*name.split("."))
-    if path.is_dir():
-        return path / "__init__.py"
-    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
-
-
-def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
-    """Every module ``path`` imports anywhere in it (in functions too, and for type checking:
-    over- rather than under-counting), absolute names; a package's __init__ counts as
-    imported with any of its modules."""
-    package = ".".join(path.relative_to(root).with_suffix("").parts[:-1])
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative: from .io import x, from . import __version__
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)  # from pkg import module
-    return {".".join(n.split(".")[:i]) for n in names for i in range(1, len(n.split(".")) + 1)}
-
-
 def import_closure(module: str, root: Path = ROOT) -> set[Path]:
     """The project's files that running ``python -m module`` imports, directly or not."""
     todo, seen = [module, *(".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1))], set()
@@ -298,8 +267,8 @@ def test_every_module_a_stage_imports_is_one_of_its_dependencies():
     closures = stage_closures()
     # the derivation sees what the issue found missed: score runs training.py through
     # pipeline.py, every stage imports schedules.py through params.py
-    assert {"vae_anomaly/pipeline.py", "vae_anomaly/training.py", "vae_anomaly/sizing.py"} <= closures["score"]
-    assert all({"stages/__init__.py", "vae_anomaly/schedules.py"} <= c for c in closures.values())
+    assert {"vae_anomaly/pipeline.py", "vae_anomaly/model/training.py", "vae_anomaly/data/sizing.py"} <= closures["score"]
+    assert all({"stages/__init__.py", "vae_anomaly/model/schedules.py"} <= c for c in closures.values())
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     missing = {name: sorted(p for p in closure if not covered(p, stages[name]["deps"]))
                for name, closure in closures.items()}
@@ -311,7 +280,7 @@ def test_editing_a_module_a_stage_imports_makes_dvc_status_report_the_stage(proj
     stage imports only through params.py, and a stage's own script."""
     dvc("repro", cwd=project)
     closures = stage_closures(project)
-    for module in ("vae_anomaly/schedules.py", "stages/threshold.py"):
+    for module in ("vae_anomaly/model/schedules.py", "stages/threshold.py"):
         path = project / module
         source = path.read_text()
         path.write_text(source + "\n# edited\n")

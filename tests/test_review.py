@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_pipeline import dvc, make_project, run
+
 from vae_anomaly.params import resolve_auto
 
 

@@ -1,4 +1,4 @@
-"""The scores of vae_anomaly.scores: the importance-weighted bound, the complexity
+"""The scores of vae_anomaly.scoring.scores: the importance-weighted bound, the complexity
 correction, the latent scores, and where each applies."""
 import io
 import math
@@ -7,18 +7,19 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from support import score_params
 from torch.distributions import Normal
 
-from support import score_params
-from vae_anomaly.combination import combined, fit_combination
-from vae_anomaly.models import VAE, VAEConfig, discretized_logistic_log_prob, discretized_logistic_nll
-from vae_anomaly.params import ParamsError, validate
-from vae_anomaly.scores import (
-    CODECS,
+from vae_anomaly.errors import ParamsError
+from vae_anomaly.model.likelihoods import discretized_logistic_log_prob, discretized_logistic_nll
+from vae_anomaly.model.vae import VAE, VAEConfig
+from vae_anomaly.params import validate
+from vae_anomaly.scoring.combination import combined, fit_combination
+from vae_anomaly.scoring.complexity import CODECS, compressed_bits
+from vae_anomaly.scoring.reference import fit_reference
+from vae_anomaly.scoring.scores import (
     complexity_corrected,
-    compressed_bits,
     compute_scores,
-    fit_reference,
     iwae,
     kl_to_prior,
     likelihood_regret,

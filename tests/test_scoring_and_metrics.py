@@ -3,13 +3,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from support import score_params
 from torch.distributions import Normal, kl_divergence
 
-from support import score_params
-from vae_anomaly.metrics import detection_metrics, evaluate, per_type_metrics
-from vae_anomaly.models import VAE, VAEConfig
-from vae_anomaly.scores import compute_scores, negative_elbo
-from vae_anomaly.thresholds import choose_threshold, flag, mean_std_threshold, percentile_threshold
+from vae_anomaly.evaluation.metrics import detection_metrics, evaluate, per_type_metrics
+from vae_anomaly.model.vae import VAE, VAEConfig
+from vae_anomaly.scoring.scores import compute_scores, negative_elbo
+from vae_anomaly.scoring.thresholds import choose_threshold, flag, mean_std_threshold, percentile_threshold
 
 
 def test_mean_std_threshold():
@@ -107,7 +107,7 @@ def test_compute_scores_is_deterministic_and_batched():
 def test_weighted_ranking_metrics_equal_scikit_learns_with_sample_weights_ties_included():
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from vae_anomaly.metrics import weighted_ranking_metrics
+    from vae_anomaly.evaluation.metrics import weighted_ranking_metrics
 
     rng = np.random.default_rng(0)
     labels = rng.random(300) < 0.2
@@ -121,7 +121,7 @@ def test_weighted_ranking_metrics_equal_scikit_learns_with_sample_weights_ties_i
 
 
 def test_stratified_bootstrap_keeps_each_class_count():
-    from vae_anomaly.metrics import stratified_bootstrap_weights
+    from vae_anomaly.evaluation.metrics import stratified_bootstrap_weights
 
     labels = np.r_[np.zeros(30), np.ones(7)]
     weights = stratified_bootstrap_weights(labels, 50, seed=1)

@@ -5,13 +5,11 @@ import logging
 import numpy as np
 import pytest
 
-from vae_anomaly.baselines import size_to_rows
-from vae_anomaly.data import make_splits
-from vae_anomaly.io import UserError
-from vae_anomaly.params import ParamsError, validate
-from vae_anomaly.sizing import (
-    MIN_TRAIN_ROWS, MIN_VAL_ROWS, capped_batch_size, neighbors_below, validation_rows,
-)
+from vae_anomaly.data.sizing import MIN_TRAIN_ROWS, MIN_VAL_ROWS, capped_batch_size, neighbors_below, validation_rows
+from vae_anomaly.data.sources import make_splits
+from vae_anomaly.errors import ParamsError, UserError
+from vae_anomaly.evaluation.baselines import size_to_rows
+from vae_anomaly.params import validate
 
 
 def test_batch_size_is_capped_at_the_rows_in_one_logged_line(caplog):
@@ -114,13 +112,3 @@ def test_baselines_are_sized_only_where_they_run(params):
     assert budget["batch_size"] == 128 and baselines["knn_neighbors"] == 5  # the params are left as asked
     sized, sized_budget, record = size_to_rows({**baselines, "names": ["iforest", "ecod"]}, budget, n_rows=5)
     assert record == {} and sized_budget["batch_size"] == 128
-
-
-
-def test_usable_cores_are_those_this_process_may_run_on(monkeypatch):
-    from vae_anomaly import sizing
-
-    # a taskset or a container's CPU set of one core on a machine of eight
-    monkeypatch.setattr(sizing.os, "cpu_count", lambda: 8)
-    monkeypatch.setattr(sizing.os, "sched_getaffinity", lambda pid: {3}, raising=False)
-    assert sizing.usable_cores() == 1

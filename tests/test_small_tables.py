@@ -8,11 +8,11 @@ import logging
 import numpy as np
 import pytest
 import yaml
-
 from conftest import ROOT
-from vae_anomaly import baselines as baselines_module
-from vae_anomaly.baselines import baseline_scores
-from vae_anomaly.io import UserError
+
+from vae_anomaly.evaluation import baselines as baselines_module
+from vae_anomaly.errors import UserError
+from vae_anomaly.evaluation.baselines import baseline_scores
 
 STAGES = ("prepare", "baselines", "train", "score", "threshold", "detector", "evaluate", "plot")
 

@@ -5,10 +5,12 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from vae_anomaly.data import Splits, make_synthetic
-from vae_anomaly.latent import PRUNED_LOG_ALPHA, active_dims_by_alpha, posterior_statistics, sparse_log_alpha
-from vae_anomaly.models import SparseVAE, VAEConfig, build_model, load_model, log_uniform_kl, save_model
-from vae_anomaly.training import fit
+from vae_anomaly.data.splits import Splits
+from vae_anomaly.data.synthetic import make_synthetic
+from vae_anomaly.model.likelihoods import log_uniform_kl
+from vae_anomaly.model.training import fit
+from vae_anomaly.model.vae import SparseVAE, VAEConfig, build_model, load_model, save_model
+from vae_anomaly.scoring.latent import PRUNED_LOG_ALPHA, active_dims_by_alpha, posterior_statistics, sparse_log_alpha
 
 
 def molchanov_kl_reference(log_alpha: float) -> float:

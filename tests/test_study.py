@@ -6,14 +6,13 @@ import csv
 from pathlib import Path
 
 import pytest
-import yaml
-
 from conftest import ROOT
+
 from scripts import aggregate
 from scripts import study as cli
 from tests.test_datasets import tiny_root  # noqa: F401 (a fixture)
-from vae_anomaly import study
-from vae_anomaly.io import UserError
+from vae_anomaly.errors import UserError
+from vae_anomaly.studies import study
 
 
 def options(**changes):

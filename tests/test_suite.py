@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from benchmarks.suite import markdown
-from vae_anomaly.io import UserError
-from vae_anomaly.suite import development_mask, load_suite, run_suite
+from vae_anomaly.errors import UserError
+from vae_anomaly.studies.suite import development_mask, load_suite, run_suite
 
 
 def tiny_spec(table_path: str) -> dict:
@@ -100,7 +100,7 @@ def test_the_suite_scores_every_detector_and_summarises_each_family(params, tabl
     assert versus["roc_auc_difference"] == pytest.approx(fam["latent_residual_knn"]["roc_auc"] - fam[best]["roc_auc"])
     low, high = versus["roc_auc_difference_ci"]
     assert low <= versus["roc_auc_difference"] <= high
-    assert f"| tables | 1 | `latent_residual_knn` |" in text
+    assert "| tables | 1 | `latent_residual_knn` |" in text
 
     # choosing: the development halves alone, from the same cached scores
     development = run_suite(suite, "cpu", cache=tmp_path / "cache", half="development")

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_pipeline import dvc, make_project, run
 
 from benchmarks.ray_cluster import LocalRayCluster
 from scripts.sweep import check_project, experiment_ref, main, plan, pushed_names
 from scripts.sweep_task import one_line_error
-from test_pipeline import dvc, make_project, run
-from vae_anomaly.io import UserError
+from vae_anomaly.errors import UserError
 
 SWEEP = ["model.beta=0.5,2", "train.seed=range(0,2)"]
 STAGES = ("evaluate",)  # the sweeps on the cluster skip `plot`, a quarter of a run's time

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .io import run_main
+from .cli import run_main
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    from .predict import CHUNK_ROWS, predict_file  # imports torch: after --help and usage errors
+    from .detector.predict import CHUNK_ROWS, predict_file  # imports torch: after --help and usage errors
 
     run_main(lambda: predict_file(args.detector, args.input, args.output,
                                    args.chunk_rows or CHUNK_ROWS, args.device))

@@ -1,4 +1,4 @@
-"""Reading and writing stage artifacts, and running a stage or script from the command line.
+"""Reading and writing the pipeline's own artifacts (.npz arrays, JSON, small CSV tables).
 
 Every write goes to a temporary file in the target's folder, is flushed to disk (``fsync``)
 and is then renamed over the target (``os.replace`` is atomic on POSIX), so a process killed
@@ -7,30 +7,23 @@ truncated one.
 """
 from __future__ import annotations
 
-import argparse
-import atexit
 import contextlib
-import gc
+import csv
 import json
 import logging
 import math
 import os
-import signal
-import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("vae_anomaly")
+from .errors import UserError
 
-
-class UserError(Exception):
-    """An error the user can fix (bad input file, missing artifact); shown without traceback."""
-
+log = logging.getLogger(__name__)
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # reading the umask means setting it: put it straight back
@@ -154,22 +147,39 @@ def read_bytes(path: str | Path) -> bytes:
 
 
 def write_csv(path: str | Path, columns: dict[str, np.ndarray | list]) -> None:
+    """A table by column, one header row; floats to 6 significant digits (the ROC and PR
+    curves that `dvc plots` draws)."""
     names = list(columns)
     rows = zip(*(columns[n] for n in names))
-    with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        fh.write(",".join(names) + "\n")
-        for row in rows:
-            fh.write(",".join(_fmt(v) for v in row) + "\n")
+    write_rows(path, names, ([_fmt(v) for v in row] for row in rows))
+
+
+def write_rows(path: str | Path, header: list[str], rows: Iterable[Iterable[str]]) -> None:
+    """A .csv of text cells under ``header``, written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
     log.info("wrote %s", path)
+
+
+def read_rows(path: str | Path, delimiter: str = ",") -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the rows (text cells by column) of a .csv or, with ``delimiter="\t"``,
+    a .tsv that this project or DVCLive wrote: the csv module (pandas reads users' tables,
+    data/tables.py)."""
+    path = Path(path)
+    _require(path)
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        rows = list(reader)
+    log.info("read %s (%d rows)", path, len(rows))
+    return list(reader.fieldnames or []), rows
 
 
 def read_csv(path: str | Path, delimiter: str = ",") -> dict[str, np.ndarray]:
     """A table of numbers with a header row, by column (``delimiter="\t"`` for .tsv)."""
-    path = Path(path)
-    _require(path)
-    log.info("read %s", path)
-    table = np.genfromtxt(path, delimiter=delimiter, names=True, dtype=float, ndmin=1)
-    return {name: table[name] for name in table.dtype.names}
+    header, rows = read_rows(path, delimiter)
+    return {name: np.array([float(row[name]) for row in rows]) for name in header}
 
 
 def _fmt(value: Any) -> str:
@@ -198,84 +208,14 @@ def require_finite(values: np.ndarray, what: str, fix: str) -> None:
     )
 
 
-_quiet = False  # set by quiet_inner_work
+def save_figure(fig: Any, path: str | Path, crop: bool = False) -> None:
+    """A matplotlib figure as a PNG: at the size it was made, its layout engine (``layout=
+    "tight"`` or ``"constrained"``) fitting its content in as savefig draws it; or, with
+    ``crop``, cut to what it draws (``bbox_inches="tight"``, the prepare stage's examples). No
+    PNG metadata (it would embed the matplotlib version), so reruns give equal files."""
+    import matplotlib.pyplot as plt  # loaded already by whoever made the figure
 
-
-def show_progress() -> bool:
-    """Progress bars only on a terminal, never in CI (the CI variable set): in a piped log
-    every redraw of a bar is one more carriage-return-separated copy of it."""
-    return not _quiet and sys.stderr.isatty() and not os.environ.get("CI")
-
-
-@contextlib.contextmanager
-def quiet_inner_work() -> Iterator[None]:
-    """Inside work that reports its own progress, one bar and one log line per piece (the
-    study's runs): no progress bars and only the package's warnings, both restored after."""
-    global _quiet
-    quiet, level = _quiet, log.level
-    _quiet = True
-    log.setLevel(max(logging.WARNING, log.getEffectiveLevel()))
-    try:
-        yield
-    finally:
-        _quiet = quiet
-        log.setLevel(level)
-
-
-def exit_on_ctrl_c() -> None:
-    """Make Ctrl-C stop the process with one line and exit status 130 rather than a traceback
-    from wherever it landed (often deep inside PyOD or torch). SystemExit still runs every
-    ``finally`` on the way out, so :func:`atomic_path` removes its temporary file and no
-    output is left half-written. Installed by the command-line packages (stages, scripts,
-    benchmarks) when run with ``python -m``, before their slow imports."""
-
-    def stop(signum: int, frame: Any) -> None:
-        sys.stderr.write("interrupted (Ctrl-C): stopped; every output is complete or untouched\n")
-        raise SystemExit(128 + signal.SIGINT)
-
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it is ignored
-        signal.signal(signal.SIGINT, stop)
-
-
-def log_to_stderr() -> None:
-    """The log lines of a command, and of the worker processes it starts, on stderr."""
-    logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s: %(message)s")
-
-
-def exit_without_final_collections() -> None:
-    """When this process exits, skip the garbage collections Python runs over every live object
-    while it shuts down: with torch and scikit-learn loaded they took 0.85 s of each process's
-    exit, after its work was done (measured: exit 1.10 s, 0.25 s with the objects frozen).
-    ``gc.freeze`` (made for forking servers: collections then pass over the frozen objects) runs
-    as an exit handler, before those collections; the other handlers still run (logging
-    flushes), and no output waits for a collection: every file is written and closed by
-    ``atomic_path`` before the process ends. Memory is the system's again at exit either way."""
-    atexit.unregister(gc.freeze)  # registered once, however many commands this process runs
-    atexit.register(gc.freeze)
-
-
-def run_main(main: Callable[[], None]) -> None:
-    """Run a command-line ``main``: log to stderr, user errors as one line and exit status 2."""
-    from .params import ParamsError
-
-    log_to_stderr()
-    exit_without_final_collections()
-    try:
-        main()
-    except (ParamsError, UserError) as err:
-        log.error("%s", err)
-        sys.exit(2)
-
-
-def run_stage(main: Callable[[], None], argv: list[str] | None = None) -> None:
-    """Run a DVC stage's ``main`` (:func:`run_main`); ``--help`` prints the stage's docstring
-    and writes nothing. A stage takes no arguments: params.yaml says what it does."""
-    module = main.__globals__
-    name = module["__spec__"].name if module.get("__spec__") else module["__name__"]
-    argparse.ArgumentParser(
-        prog=f"python -m {name}",
-        description=f"{module['__doc__'].strip()}\n\nA DVC stage: it reads params.yaml and the "
-        "inputs dvc.yaml lists, and takes no arguments. Run it with `dvc repro`.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    ).parse_args(argv)
-    run_main(main)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight" if crop else None, metadata={"Software": None})
+    plt.close(fig)
+    log.info("wrote %s", path)

@@ -14,13 +14,11 @@ from typing import Any
 
 import yaml
 
-from .io import UserError
-from .schedules import reaches_full_beta
-from .sizing import MIN_TRAIN_ROWS, MIN_VAL_ROWS
-
-
-class ParamsError(ValueError):
-    """A params document that does not match the schema; the message says how to fix it."""
+from .data.sizing import MIN_TRAIN_ROWS, MIN_VAL_ROWS
+from .errors import ParamsError, UserError
+from .evaluation.baselines import BASELINES
+from .model.schedules import reaches_full_beta
+from .scoring import registry
 
 
 @dataclass(frozen=True)
@@ -165,20 +163,8 @@ class OrAuto:
 
 
 AUTO = "auto"
-SCORES = (
-    "reconstruction_mse", "smoothed_reconstruction_mse", "negative_elbo", "iwae", "complexity_corrected",
-    "kl_to_prior", "latent_mahalanobis", "latent_knn", "latent_residual_knn", "likelihood_regret", "combined",
-)
-# Scores that need a Gaussian posterior and a N(0, I) prior (model.kind: vae), and images.
-VAE_ONLY_SCORES = ("iwae", "complexity_corrected", "kl_to_prior", "likelihood_regret")
-IMAGE_ONLY_SCORES = ("complexity_corrected", "smoothed_reconstruction_mse")
-# Scores that compare a sample with the training split (vae_anomaly.scores.fit_reference).
-REFERENCE_SCORES = ("latent_mahalanobis", "latent_knn", "latent_residual_knn")
-# Scores that need a likelihood that is a code length of the 8-bit image.
-DISCRETE_LIKELIHOOD_SCORES = ("complexity_corrected",)
+SCORES = registry.NAMES  # what each needs: vae_anomaly/scoring/registry.py
 LIKELIHOODS = ("gaussian", "bernoulli", "discretized_logistic")
-# PyOD detectors and the model-free compressed length (vae_anomaly.baselines).
-BASELINES = ("iforest", "ecod", "knn", "autoencoder", "vae", "compressed_length")
 THRESHOLD_METHODS = ("mean_std", "percentile")
 KL_SCHEDULES = ("constant", "monotonic", "cyclical")
 DATA_SOURCES = ("synthetic", "blobs2d", "digits", "mnist", "fashion_mnist", "file")
@@ -188,7 +174,7 @@ PROTOCOLS = ("held_out", "one_class", "plain")
 N_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10}
 
 # The anomaly kinds of the synthetic data and the keys each takes (what they do:
-# vae_anomaly.data.make_synthetic).
+# data/synthetic.py, make_synthetic).
 SYNTHETIC_ANOMALIES = {
     "mean_shift": {"share": Number(0, 1), "n_features": Int(1), "magnitude": Number()},
     "correlation_break": {"share": Number(0, 1), "n_features": Int(1)},
@@ -448,24 +434,14 @@ def check_scores_apply(score: dict[str, Any], model: dict[str, Any], source: str
                 + (f" ({missing[0]!r} is not one)" if missing else "")
             )
     for name in names:
-        if name in VAE_ONLY_SCORES and kind != "vae":
-            raise ParamsError(
-                f"score.names includes {name!r}, which needs model.kind = 'vae' (a Gaussian "
-                f"posterior and a N(0, I) prior), not model.kind = {kind!r}; remove it from "
-                "score.names or train a VAE"
-            )
-        if name in IMAGE_ONLY_SCORES and source is not None and source not in N_CLASSES:
+        if registry.SCORES[name].images and source is not None and source not in N_CLASSES:
             raise ParamsError(
                 f"score.names includes {name!r}, which is defined on images only, but "
                 f"data.source = {source!r} is tabular; use it with {', '.join(N_CLASSES)}"
             )
-        if name in DISCRETE_LIKELIHOOD_SCORES and model["likelihood"] != "discretized_logistic":
-            raise ParamsError(
-                f"score.names includes {name!r}, which compares -log2 p(x) with the compressed "
-                "length of the 8-bit image, so p(x) must be a distribution over the 256 "
-                f"intensities: set model.likelihood = 'discretized_logistic' (not "
-                f"{model['likelihood']!r}), or remove {name!r} from score.names"
-            )
+        problem = registry.model_problem(name, kind, model["likelihood"])
+        if problem:
+            raise ParamsError(f"score.names includes {name!r}, which {problem}; otherwise remove it from score.names")
 
 
 def _check_data_applies(p: dict[str, Any]) -> None:

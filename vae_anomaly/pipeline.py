@@ -1,20 +1,24 @@
-"""Training and scoring from params: the one code path that the train and score stages and
-the detection suite (``benchmarks/suite.py``) share."""
+"""Training and scoring from params: the one code path that the train and score stages, the
+Detector, the detection suite and the study share."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from .io import UserError, log
-from .latent import active_dims_by_kl, posterior_statistics
-from .models import VAE, VAEConfig, build_model
-from .combination import combined, fit_combination
-from .scores import TrainingReference, compute_scores, fit_reference
-from .sizing import capped_batch_size
-from .training import fit, seed_everything
+from .data.sizing import capped_batch_size
+from .errors import UserError
+from .model.training import fit, seed_everything
+from .model.vae import VAE, VAEConfig, build_model
+from .scoring.combination import combined, fit_combination
+from .scoring.latent import active_dims_by_kl, posterior_statistics
+from .scoring.reference import TrainingReference, fit_reference
+from .scoring.scores import compute_scores
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
@@ -98,7 +102,7 @@ def posterior_collapse(model: VAE, val_x: np.ndarray, batch_size: int) -> dict[s
 
 def training_reference(model: VAE, x_train: np.ndarray, score: dict[str, Any]) -> TrainingReference | None:
     """The reference of the reference scores of the ``score`` params section, fitted on the
-    training rows ``x_train`` (``scores.fit_reference``); None when none is named."""
+    training rows ``x_train`` (``reference.fit_reference``); None when none is named."""
     reference = fit_reference(model, x_train, score["names"], score["batch_size"], score["knn_neighbors"])
     if reference is not None:
         log.info("reference scores: fitted on the posterior means and residuals of %d training samples", len(x_train))

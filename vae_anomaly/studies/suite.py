@@ -18,9 +18,8 @@ import copy
 import hashlib
 import json
 import logging
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .baselines import baseline_scores
-from .data import make_splits
-from .io import UserError, log, read_arrays, show_progress, write_arrays, write_json
-from .metrics import stratified_bootstrap_weights, weighted_ranking_metrics
-from .params import ParamsError, resolve_auto, set_dotted, validate
+from ..cli import show_progress
+from ..data.sources import make_splits
+from ..errors import ParamsError, UserError
+from ..evaluation.baselines import baseline_scores
+from ..evaluation.metrics import stratified_bootstrap_weights, weighted_ranking_metrics
+from ..io import read_arrays, write_arrays, write_json
+from ..parallel import one_thread, worker_pool
+from ..params import resolve_auto, set_dotted, validate
+
+log = logging.getLogger(__name__)
 
 KINDS = ("tabular", "images")
 # Baselines whose scores do not depend on baselines.seed: fitted once per task, not per seed.
@@ -164,7 +168,7 @@ def run_seed(
     """Test scores of every detector for one training seed (the VAE's scores under their own
     names, baselines prefixed ``pyod_`` or kept as named), and the VAE's training summary.
     ``unseeded`` are the scores of UNSEEDED_BASELINES from an earlier seed, reused."""
-    from .pipeline import score_splits, train_model  # torch: only when a model is trained
+    from ..pipeline import score_splits, train_model  # torch: only when a model is trained
 
     params = with_seed(task.params, seed)
     seconds = {}
@@ -196,9 +200,10 @@ def baseline_name(name: str) -> str:
 
 def code_version() -> str:
     """A hash of the package's source: cached scores are reused only with the same code."""
+    package = Path(__file__).parents[1]
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -313,25 +318,13 @@ def versus_best_baseline(
 
 
 def measure_task(task: Task, suite: Suite, device: Any, cache: Path | None, half: str) -> tuple[Any, ...]:
-    """One task, start to end: its scores (cached or computed) and its metrics on ``half``.
-    Runs on one CPU thread: a batch of a small network gains little from a second thread,
-    and on a busy machine two threads per process ran a training step 9 times slower than one
-    (measured); one thread everywhere also makes the numbers independent of ``--jobs``."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    """One task, start to end: its scores (cached or computed) and its metrics on ``half``, on
+    one thread (parallel.one_thread), so that the numbers do not depend on ``--jobs``."""
+    with one_thread():
         start = time.perf_counter()
         data, runs, summaries = task_scores(task, suite, device, cache)
         metrics, replicates = task_metrics(data, runs, suite.bootstrap_resamples, suite.split_seed, half)
         return metrics, replicates, summaries, round(time.perf_counter() - start, 1)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _worker_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s: %(message)s")
 
 
 def run_suite(
@@ -353,9 +346,7 @@ def run_suite(
                 done[task.name] = measure_task(task, suite, device, cache, half)
                 bar.update()
         else:
-            # spawn, not fork: a forked child inherits torch's thread pools half-initialised
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_logging) as pool:
+            with worker_pool(jobs) as pool:
                 futures = {pool.submit(measure_task, task, suite, device, cache, half): task.name for task in tasks}
                 for future in as_completed(futures):
                     done[futures[future]] = future.result()

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
-from .models import VAE
+from ..model.batches import batches, model_device
+from ..model.vae import VAE
 from .scores import reconstruction_mse
 
 
@@ -18,11 +19,8 @@ def reconstruction_quality(model: VAE, x: np.ndarray, batch_size: int) -> dict[s
     """Per-sample MSE of every row of ``x``; for images (N, C, H, W) in [0, 1] also the SSIM
     between each image and its reconstruction."""
     model.eval()
-    device = next(model.parameters()).device
-    xt = torch.as_tensor(x)
     mse, ssim = [], []
-    for start in range(0, len(xt), batch_size):
-        xb = xt[start : start + batch_size].to(device)
+    for xb in batches(x, batch_size, model_device(model)):
         mse.append(reconstruction_mse(model, xb, None).cpu().numpy())
         if xb.ndim == 4:
             mu, _ = model.encode(xb)

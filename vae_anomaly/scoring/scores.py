@@ -1,4 +1,6 @@
-"""Per-sample anomaly scores: the higher, the more anomalous.
+"""Per-sample anomaly scores, the higher the more anomalous: the function of each score in
+the registry (registry.py says what each needs), and :func:`compute_scores`, which computes
+those the ``score`` params section names, batch by batch.
 
 - ``reconstruction_mse``: squared error of the reconstruction from the posterior mean;
 - ``smoothed_reconstruction_mse``: images only: the same error after a Gaussian low-pass of
@@ -17,7 +19,7 @@
   coordinates: where on the learned manifold (posterior mean) and how far off it (the
   reconstruction residual, whitened with the training residuals' covariance).
 
-The last three compare a sample with the training split (:func:`fit_reference`), never with
+The last three compare a sample with the training split (reference.fit_reference), never with
 other test samples.
 
 - ``combined``: the mean of the scores named in ``score.combine``, each standardised by the
@@ -32,26 +34,21 @@ The complexity correction avoids that failure; the latent scores are measured be
 """
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from ..model.batches import batches, model_device
+from ..model.optim import FusedAdam
+from ..model.vae import VAE
 from .combination import combined
-from .io import show_progress
-from .models import VAE
-from .params import DISCRETE_LIKELIHOOD_SCORES, REFERENCE_SCORES, VAE_ONLY_SCORES
-
-# scikit-learn (1 CPU second, 80 MB) is imported where the reference scores are fitted: the
-# train stage imports this module through the pipeline and never fits them.
-if TYPE_CHECKING:
-    from sklearn.covariance import EmpiricalCovariance
-    from sklearn.neighbors import NearestNeighbors
+from .complexity import compressed_bits
+from .reference import TrainingReference, encode_and_reconstruct, kth_neighbor_distance
+from .registry import COMBINED, GENERATORS, SCORES, model_problem
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -102,20 +99,17 @@ def negative_elbo(
     return recon + model.kl(mu, logvar)
 
 
+def require_model(model: VAE, name: str) -> None:
+    """Refuse to compute the score ``name`` with a model that cannot give it (the registry's
+    rule, registry.model_problem, which params validation applies too)."""
+    problem = model_problem(name, model.config.kind, model.config.likelihood)
+    if problem:
+        raise ValueError(f"the {name} score {problem}")
+
+
 def log_standard_normal(z: torch.Tensor) -> torch.Tensor:
     """log N(z; 0, I), summed over the last (latent) dimension: the prior log p(z)."""
     return -0.5 * (LOG_2PI + z.pow(2)).sum(dim=-1)
-
-
-def require_vae(model: VAE, score: str) -> None:
-    """The scores of VAE_ONLY_SCORES need the Gaussian posterior q(z|x) and N(0, I) prior of
-    model.kind 'vae': a plain autoencoder has no posterior variance, and the Sparse VAE's
-    log-uniform prior is improper, so an importance weight p(z) / q(z|x) means nothing there."""
-    if model.config.kind != "vae":
-        raise ValueError(
-            f"the {score} score needs a VAE with a Gaussian posterior and a N(0, I) prior "
-            f"(model.kind = 'vae'), not model.kind = {model.config.kind!r}"
-        )
 
 
 # Decoder passes per chunk of the importance samples in ``iwae``: K * N decodes at once would
@@ -135,7 +129,7 @@ def iwae(model: VAE, x: torch.Tensor, generator: torch.Generator, k: int) -> tor
     is computed from the standard-normal draws themselves, never by dividing by a variance
     that may underflow to zero.
     """
-    require_vae(model, "iwae")
+    require_model(model, "iwae")
     mu, logvar = model.encode(x)
     per_chunk = max(1, IWAE_CHUNK_ROWS // len(x))
     log_weights = []
@@ -148,47 +142,6 @@ def iwae(model: VAE, x: torch.Tensor, generator: torch.Generator, k: int) -> tor
         log_posterior = -0.5 * (LOG_2PI + logvar + eps.pow(2)).sum(dim=-1)
         log_weights.append(log_likelihood + log_standard_normal(z) - log_posterior)
     return -(torch.logsumexp(torch.cat(log_weights), dim=0) - math.log(k))
-
-
-# Lossless codecs for the complexity L(x), by score.complexity_codec: Pillow's format and options.
-# JPEG 2000 (reversible 5/3 wavelet, raw codestream) and PNG are two of the compressors of
-# Serra et al. 2020; on MNIST with digit 1 held out JPEG 2000 ranked better (docs/results.md).
-CODECS = {
-    "jpeg2000": ("JPEG2000", {"irreversible": False, "no_jp2": True}),
-    "png": ("PNG", {"compress_level": 9}),
-}
-
-
-def compressed_bits(images: np.ndarray, codec: str = "jpeg2000") -> np.ndarray:
-    """Complexity L(x) of each image (N, C, H, W) in [0, 1]: its length in bits when
-    quantised to 8 bits and compressed losslessly by ``codec`` (Pillow), as in Serra et al.
-    2020, sec. 3. One channel is saved as greyscale, three as RGB."""
-    from PIL import Image  # imported here: only image scores need it
-
-    if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"compressed_bits needs images (N, 1 or 3, H, W), got shape {images.shape}")
-    if images.min() < 0 or images.max() > 1:
-        raise ValueError("compressed_bits needs pixel intensities in [0, 1]")
-    image_format, options = CODECS[codec]
-    pixels = np.rint(images * 255).astype(np.uint8).transpose(0, 2, 3, 1)  # (N, H, W, C)
-    bits = np.empty(len(pixels))
-    for i, image in enumerate(pixels):
-        buffer = io.BytesIO()
-        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
-            buffer, format=image_format, **options
-        )
-        bits[i] = 8 * buffer.getbuffer().nbytes
-    return bits
-
-
-def require_discrete_likelihood(model: VAE, score: str) -> None:
-    """The scores of DISCRETE_LIKELIHOOD_SCORES compare -log2 p(x) with a compressor's code
-    length of the 8-bit image; only a distribution over the 256 intensities gives one."""
-    if model.config.likelihood != "discretized_logistic":
-        raise ValueError(
-            f"the {score} score needs a likelihood over the 256 intensities of an 8-bit image "
-            f"(model.likelihood = 'discretized_logistic'), not {model.config.likelihood!r}"
-        )
 
 
 def complexity_corrected(
@@ -223,7 +176,7 @@ def likelihood_regret(
     draws at every step (common random numbers), so comparing steps is exact and the best
     ELBO seen, the encoder's included, makes the regret >= 0 by construction.
     """
-    require_vae(model, "likelihood_regret")
+    require_model(model, "likelihood_regret")
     with torch.no_grad():
         mu0, logvar0 = model.encode(x)
     eps = torch.randn((n_samples, *mu0.shape), generator=generator, device=mu0.device, dtype=mu0.dtype)
@@ -237,7 +190,7 @@ def likelihood_regret(
         start = elbo(mu0, logvar0)
     best = start.clone()
     params = [mu0.clone().requires_grad_(True), logvar0.clone().requires_grad_(True)]
-    optimizer = torch.optim.Adam(params, lr=lr)
+    optimizer = FusedAdam(params, lr=lr)
     with torch.enable_grad():
         for _ in range(steps):
             # gradients for the posterior parameters only, never accumulated on the model's
@@ -253,102 +206,8 @@ def likelihood_regret(
 def kl_to_prior(model: VAE, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """KL(q(z|x) || p(z)) in nats: the information the posterior carries about x
     (closed form for Gaussians, Kingma & Welling 2014, app. B)."""
-    require_vae(model, "kl_to_prior")
+    require_model(model, "kl_to_prior")
     return model.kl(*model.encode(x))
-
-
-@dataclass
-class TrainingReference:
-    """What the reference scores compare a sample with, fitted on the training split only:
-    a Gaussian of the posterior means (``latent_mahalanobis``), their neighbours
-    (``latent_knn``), and the whitening of the residuals with the neighbours in the joint
-    coordinates (``latent_residual_knn``). Unused parts are None."""
-
-    k: int
-    code_gaussian: EmpiricalCovariance | None = None
-    code_neighbors: NearestNeighbors | None = None
-    residual_whitener: np.ndarray | None = None
-    joint_neighbors: NearestNeighbors | None = None
-    # The training arrays the parts were fitted on, so that a saved detector can keep them
-    # (reference_arrays) and fit the same parts again (reference_from_arrays).
-    codes: np.ndarray | None = None
-    joint: np.ndarray | None = None
-
-
-@torch.no_grad()
-def encode_and_reconstruct(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means and the reconstruction residuals x - x_hat(mu), flattened to (N, D)."""
-    mu, _ = model.encode(x)
-    return mu, (x - model.mean(model.decode(mu))).flatten(1)
-
-
-@torch.no_grad()
-def fit_reference(model: VAE, x_train: np.ndarray, names: list[str], batch_size: int, k: int) -> TrainingReference | None:
-    """The :class:`TrainingReference` of the reference scores among ``names``, fitted on the
-    posterior means and residuals of ``x_train``; None when no such score is named."""
-    wanted = set(names) & set(REFERENCE_SCORES)
-    if not wanted:
-        return None
-    model.eval()
-    device = next(model.parameters()).device
-    xt = torch.as_tensor(x_train)
-    parts = [encode_and_reconstruct(model, xt[start : start + batch_size].to(device))
-             for start in range(0, len(xt), batch_size)]
-    codes = torch.cat([mu for mu, _ in parts]).cpu().numpy().astype(np.float64)
-    whitener = joint = None
-    if "latent_residual_knn" in wanted:
-        residuals = torch.cat([r for _, r in parts]).cpu().numpy().astype(np.float64)
-        # Ledoit-Wolf shrinkage keeps the covariance invertible when residuals are nearly
-        # collinear (few rows, many features); its precision's Cholesky factor W has
-        # W W^T = S^-1, so r W has identity covariance on the training residuals.
-        from sklearn.covariance import LedoitWolf
-
-        precision = LedoitWolf().fit(residuals).precision_
-        whitener = np.linalg.cholesky((precision + precision.T) / 2)
-        joint = np.hstack([codes, residuals @ whitener])
-    return reference_from_arrays(
-        {"k": np.array(k), "codes": codes,
-         **({} if joint is None else {"residual_whitener": whitener, "joint": joint})},
-        names,
-    )
-
-
-def reference_arrays(reference: TrainingReference) -> dict[str, np.ndarray]:
-    """The arrays a :class:`TrainingReference` is fitted from: k, the training posterior
-    means, and (for ``latent_residual_knn``) the whitener and the joint coordinates; plain
-    arrays, so a saved detector loads them without pickle."""
-    arrays = {"k": np.array(reference.k), "codes": reference.codes}
-    if reference.joint is not None:
-        arrays.update(residual_whitener=reference.residual_whitener, joint=reference.joint)
-    return arrays
-
-
-def reference_from_arrays(arrays: dict[str, np.ndarray], names: list[str]) -> TrainingReference:
-    """The :class:`TrainingReference` of the reference scores among ``names``, fitted on the
-    arrays of :func:`reference_arrays` (which :func:`fit_reference` also builds): the same
-    arrays give the same Gaussian and neighbours, so a saved detector scores as the pipeline."""
-    from sklearn.covariance import EmpiricalCovariance
-    from sklearn.neighbors import NearestNeighbors
-
-    codes = arrays["codes"]
-    reference = TrainingReference(k=min(int(arrays["k"]), len(codes)), codes=codes)
-    if "latent_mahalanobis" in names:
-        reference.code_gaussian = EmpiricalCovariance().fit(codes)
-    if "latent_knn" in names:
-        reference.code_neighbors = NearestNeighbors(n_neighbors=reference.k).fit(codes)
-    if "latent_residual_knn" in names:
-        if "joint" not in arrays:
-            raise ValueError("latent_residual_knn needs the residual whitener and joint coordinates of the training split")
-        reference.residual_whitener, reference.joint = arrays["residual_whitener"], arrays["joint"]
-        reference.joint_neighbors = NearestNeighbors(n_neighbors=reference.k).fit(reference.joint)
-    return reference
-
-
-def kth_neighbor_distance(neighbors: NearestNeighbors, points: np.ndarray) -> np.ndarray:
-    """Euclidean distance of each point to its k-th nearest reference point (Ramaswamy et al.
-    2000, the score of PyOD's KNN with method 'largest')."""
-    distances, _ = neighbors.kneighbors(points)
-    return distances[:, -1]
 
 
 def latent_mahalanobis(model: VAE, x: torch.Tensor, reference: TrainingReference) -> torch.Tensor:
@@ -382,8 +241,43 @@ def latent_residual_knn(model: VAE, x: torch.Tensor, reference: TrainingReferenc
 
 
 def score_generators(seed: int, device: torch.device) -> dict[str, torch.Generator]:
-    """The random generators of the sampled scores, each seeded with ``seed``."""
-    return {name: torch.Generator(device=device).manual_seed(seed) for name in ("elbo", "iwae", "regret")}
+    """The random generators of the sampled scores (registry.GENERATORS), each seeded with ``seed``."""
+    return {name: torch.Generator(device=device).manual_seed(seed) for name in GENERATORS}
+
+
+@dataclass
+class Batch:
+    """What a score of one batch may read: the model, the rows, the ``score`` params section,
+    the random generators, the training reference, and the ``iwae`` bound, computed once per
+    batch for ``iwae`` and ``complexity_corrected`` alike."""
+
+    model: VAE
+    x: torch.Tensor
+    score: dict[str, Any]
+    generators: dict[str, torch.Generator]
+    reference: TrainingReference | None
+    _bound: torch.Tensor | None = None
+
+    def bound(self) -> torch.Tensor:
+        if self._bound is None:
+            self._bound = iwae(self.model, self.x, self.generators["iwae"], self.score["iwae_samples"])
+        return self._bound
+
+
+# Each score of the registry (but combined, which combines the others) from a Batch.
+COMPUTE: dict[str, Callable[[Batch], torch.Tensor]] = {
+    "reconstruction_mse": lambda b: reconstruction_mse(b.model, b.x, b.generators["elbo"]),
+    "smoothed_reconstruction_mse": lambda b: smoothed_reconstruction_mse(b.model, b.x, b.generators["elbo"]),
+    "negative_elbo": lambda b: negative_elbo(b.model, b.x, b.generators["elbo"], b.score["elbo_samples"]),
+    "iwae": Batch.bound,
+    "complexity_corrected": lambda b: complexity_corrected(b.bound(), b.x, b.score["complexity_codec"]),
+    "likelihood_regret": lambda b: likelihood_regret(b.model, b.x, b.generators["regret"], b.score["regret_steps"],
+                                                     b.score["regret_lr"], b.score["elbo_samples"]),
+    "kl_to_prior": lambda b: kl_to_prior(b.model, b.x, b.generators["elbo"]),
+    "latent_mahalanobis": lambda b: latent_mahalanobis(b.model, b.x, b.reference),
+    "latent_knn": lambda b: latent_knn(b.model, b.x, b.reference),
+    "latent_residual_knn": lambda b: latent_residual_knn(b.model, b.x, b.reference),
+}
 
 
 @torch.no_grad()
@@ -403,49 +297,29 @@ def compute_scores(
     Each sampled score draws from its own generator, seeded with ``seed``, so its values do
     not depend on which other scores are configured. ``complexity_corrected`` reuses the
     ``iwae`` bound of the same batch. The reference scores need ``reference``
-    (:func:`fit_reference` on the training split), ``combined`` its components' ``scales``
+    (reference.fit_reference on the training split), ``combined`` its components' ``scales``
     (``combination.fit_combination`` on the validation split). A stream scored in chunks of
     whole batches passes the same ``generators`` (:func:`score_generators`) to every call,
     and then gets the scores of one call on all its rows; ``progress`` False hides the bar.
     """
-    names = [name for name in score["names"] if name != "combined"]
-    missing = [name for name in names if name in REFERENCE_SCORES]
-    if missing and reference is None:
-        raise ValueError(f"{missing[0]} needs a training reference (fit_reference on the train split)")
-    if "combined" in score["names"] and scales is None:
+    names = [name for name in score["names"] if name != COMBINED]
+    needing = [name for name in names if SCORES[name].reference]
+    if needing and reference is None:
+        raise ValueError(f"{needing[0]} needs a training reference (fit_reference on the train split)")
+    if COMBINED in score["names"] and scales is None:
         raise ValueError("combined needs its components' scales (fit_combination on the validation split)")
-    for name in set(names) & set(VAE_ONLY_SCORES):
-        require_vae(model, name)
-    for name in set(names) & set(DISCRETE_LIKELIHOOD_SCORES):
-        require_discrete_likelihood(model, name)
-    device = next(model.parameters()).device
+    for name in names:
+        require_model(model, name)
     model.eval()
+    device = model_device(model)
     if generators is None:
         generators = score_generators(seed, device)
     out: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    xt = torch.as_tensor(x)
-    batches = range(0, len(xt), score["batch_size"])
-    for start in tqdm(batches, desc="score", unit="batch", disable=not (progress and show_progress())):
-        xb = xt[start : start + score["batch_size"]].to(device)
-        bound: torch.Tensor | None = None
-        if {"iwae", "complexity_corrected"} & set(names):
-            bound = iwae(model, xb, generators["iwae"], score["iwae_samples"])
-        scorers: dict[str, Callable[[], torch.Tensor]] = {
-            "reconstruction_mse": lambda: reconstruction_mse(model, xb, generators["elbo"]),
-            "smoothed_reconstruction_mse": lambda: smoothed_reconstruction_mse(model, xb, generators["elbo"]),
-            "negative_elbo": lambda: negative_elbo(model, xb, generators["elbo"], score["elbo_samples"]),
-            "iwae": lambda: bound,
-            "complexity_corrected": lambda: complexity_corrected(bound, xb, score["complexity_codec"]),
-            "likelihood_regret": lambda: likelihood_regret(
-                model, xb, generators["regret"], score["regret_steps"], score["regret_lr"], score["elbo_samples"]),
-            "kl_to_prior": lambda: kl_to_prior(model, xb, generators["elbo"]),
-            "latent_mahalanobis": lambda: latent_mahalanobis(model, xb, reference),
-            "latent_knn": lambda: latent_knn(model, xb, reference),
-            "latent_residual_knn": lambda: latent_residual_knn(model, xb, reference),
-        }
+    for xb in batches(x, score["batch_size"], device, progress="score" if progress else None):
+        batch = Batch(model, xb, score, generators, reference)
         for name in names:
-            out[name].append(scorers[name]().cpu().numpy())
+            out[name].append(COMPUTE[name](batch).cpu().numpy())
     result = {name: np.concatenate(parts).astype(np.float64) for name, parts in out.items()}
-    if "combined" in score["names"]:
-        result["combined"] = combined(result, scales)
+    if COMBINED in score["names"]:
+        result[COMBINED] = combined(result, scales)
     return {name: result[name] for name in score["names"]}

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-# SciPy is imported where it is used: the train stage, which reads posterior_statistics, starts
-# without it (36 MB).
-if TYPE_CHECKING:  # evaluate imports this module and need not depend on the model code
-    from .models import VAE
+# SciPy and torch are imported where they are used: the evaluate stage reads the metrics here
+# without a model, and the train stage reads posterior_statistics without SciPy.
+if TYPE_CHECKING:
+    from ..model.vae import VAE
 
 # A dimension whose KL to the prior, averaged over samples, stays below this many nats
 # carries (almost) no information about x: the usual "active units" cut-off (Burda et al.
@@ -30,15 +30,15 @@ PRUNED_LOG_ALPHA = 3.0
 def posterior_statistics(model: VAE, x: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
     """Posterior means and log-variances of every row of ``x``, the KL per dimension (not for
     the plain autoencoder, which has none), and the Sparse VAE's log alpha per row and dimension."""
-    import torch  # here, not at the top: evaluate reads the rest of this module without torch
+    import torch
+
+    from ..model.batches import batches, model_device
 
     model.eval()
-    device = next(model.parameters()).device
-    xt = torch.as_tensor(x)
     parts: dict[str, list[np.ndarray]] = {"mu": [], "logvar": [], "kl_per_dim": []}
     with torch.no_grad():
-        for start in range(0, len(xt), batch_size):
-            mu, logvar = model.encode(xt[start : start + batch_size].to(device))
+        for batch in batches(x, batch_size, model_device(model)):
+            mu, logvar = model.encode(batch)
             parts["mu"].append(mu.cpu().numpy())
             parts["logvar"].append(logvar.cpu().numpy())
             parts["kl_per_dim"].append(model.kl_per_dim(mu, logvar).cpu().numpy())

@@ -10,6 +10,7 @@ Imported only when a deep baseline runs: PyOD's deep models import torch.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,15 +21,16 @@ from pyod.models.auto_encoder import AutoEncoder
 from pyod.models.vae import VAE, vae_loss
 from pyod.utils.torch_utility import TorchDataset
 
-from .io import log
-from .models import resolve_device
-from .optim import FusedAdam
+from ..model.optim import FusedAdam
+from ..model.vae import resolve_device
+
+log = logging.getLogger(__name__)
 
 
 class EarlyStopping:
     """Replaces PyOD's fixed-length training loop (``train``) with ours: after each epoch the
     loss on ``validation_data``; stop after ``patience`` epochs without improvement and
-    restore the best epoch's weights, as vae_anomaly.training.fit does."""
+    restore the best epoch's weights, as model/training.py's fit does."""
 
     validation_data: np.ndarray
     patience: int
@@ -36,8 +38,8 @@ class EarlyStopping:
     def training_prepare(self) -> None:
         """PyOD's, with our FusedAdam for the torch.optim.Adam it builds (``optimizer_params``
         is empty, so PyOD's Adam has torch's defaults but the learning rate): the same update,
-        fused, as our VAE's optimizer (vae_anomaly.training.fit), and without torch.optim's
-        import of torch._dynamo (vae_anomaly.optim). PyOD has no option for either."""
+        fused, as our VAE's optimizer (model/training.py), and without torch.optim's import of
+        torch._dynamo (model/optim.py). PyOD has no option for either."""
         self.model = self.model.to(self.device)
         self.optimizer = FusedAdam(self.model.parameters(), lr=self.lr)
         self.model.train()
@@ -71,8 +73,8 @@ class EarlyStopping:
 def shuffled_batches(loader: torch.utils.data.DataLoader) -> Callable[[], Iterator[torch.Tensor]]:
     """Each call, one epoch of the batches PyOD's training loader would give (shuffled, its
     batch size, the last partial batch dropped), each taken from one float32 copy of the data
-    by a single indexing. PyOD's loader builds every batch from one tensor per row; on the
-    default data that and its collation took half of a training step (docs/performance.md).
+    by a single indexing. PyOD's loader builds every batch from one tensor per row, and its
+    collation cost more than the step itself (docs/performance.md).
     The shuffle is a torch.randperm from the global generator PyOD seeds (random_state), so
     the batches differ from PyOD's own, as another seed's would, not in kind."""
     data = loader.dataset
@@ -91,8 +93,7 @@ def shuffled_batches(loader: torch.utils.data.DataLoader) -> Callable[[], Iterat
 def row_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Euclidean distance between the rows of ``x`` and ``y``: what PyOD's
     pairwise_distances_no_broadcast computes, in NumPy, because PyOD's is a numba function
-    compiled on its first call in every process (3.7 s on this project's machine, more than the
-    deep baselines' scoring itself)."""
+    compiled on its first call in every process, which costs more than the scoring itself."""
     return np.sqrt(np.square(y - x).sum(axis=1))
 
 

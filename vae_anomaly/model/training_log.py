@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import read_csv
+from ..io import read_csv
 
 # The columns of training.fit's history rows, each under its DVCLive name: DVCLive's "split/
 # quantity" convention keeps them apart from reports/train_metrics.json's val_loss (the best

@@ -1,9 +1,9 @@
-"""Figures (PNG, via matplotlib). Neither scikit-learn nor SciPy: their imports would cost
-the plot stage more than its drawing (the evaluate stage computes the ROC and PR curves)."""
+"""The plot stage's figures (matplotlib; saved by io.save_figure). Neither scikit-learn nor
+SciPy: the evaluate stage computes the ROC and PR curves, so the plot stage draws without them."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no screen needed
@@ -11,21 +11,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.mlab import GaussianKDE  # noqa: E402
 
+from ..data.figures import ANOMALY_COLOR, NORMAL_COLOR  # noqa: E402
+from ..scoring.thresholds import flag  # noqa: E402
 from .baselines import FIGURE_PREFIX  # noqa: E402
-from .io import atomic_path, log  # noqa: E402
-from .thresholds import flag  # noqa: E402
 
-NORMAL_COLOR, ANOMALY_COLOR, THRESHOLD_COLOR = "tab:green", "tab:red", "black"
-
-
-def save_figure(fig: plt.Figure, path: str | Path) -> None:
-    """The figure at the size it was made: its layout engine (layout="tight" or "constrained")
-    fits its content in while savefig draws it; bbox_inches="tight" would measure it again."""
-    with atomic_path(path) as tmp:
-        # PNG metadata would embed the matplotlib version; leave it out so reruns match.
-        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    log.info("wrote %s", path)
+THRESHOLD_COLOR = "black"
 
 
 def score_histogram(

@@ -1,30 +1,29 @@
-"""The VAE (MLP or convolutional), the Sparse VAE, the plain autoencoder, their loss terms,
-and checkpoints.
+"""The VAE (MLP or convolutional), the Sparse VAE, the plain autoencoder, and checkpoints.
 
-Likelihoods of the decoder p(x|z):
-- ``gaussian``: fixed variance 1/2, so -log N(x; x_hat, 1/2 I) = ||x - x_hat||^2 + (D/2) log(pi);
-  the training loss "MSE + beta * KL" is then, up to that constant, the beta-weighted
-  negative ELBO (Kingma & Welling 2014, eq. 10; Higgins et al. 2017 for beta).
-- ``bernoulli``: for pixels in [0, 1]; -log p(x|z) is the summed binary cross-entropy with
-  the decoder's logits, as in Kingma & Welling 2014, app. C.1 and pytorch/examples vae. On
-  grey levels this is not a normalised distribution over the images' values.
-- ``discretized_logistic``: for 8-bit images (pixels k/255); a logistic per pixel whose mass
-  is binned onto the 256 intensities (Salimans et al. 2017, PixelCNN++, sec. 2.1, one
-  component), so -log p(x|z) is a code length of the 8-bit image: the likelihood that the
-  complexity correction of Serra et al. 2020 compares with a compressor's length.
+The decoder's likelihoods and the KL terms are in likelihoods.py.
 """
 from __future__ import annotations
 
 import io
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from .io import UserError, log, write_bytes
+from ..errors import UserError
+from ..io import write_bytes
+from .likelihoods import (
+    bernoulli_nll,
+    discretized_logistic_nll,
+    gaussian_nll,
+    kl_to_standard_normal_per_dim,
+    log_uniform_kl,
+)
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "vae_anomaly/vae-v2"
 
@@ -147,7 +146,7 @@ class SparseVAE(VAE):
     faster (docs/study.md). With a shared sigma_j^2 the KL grows with log(mu^2 / sigma^2): a
     dimension pays for its signal, and one the decoder does not need is switched off by the
     encoder (mu_j -> 0, so alpha_ij -> oo and its KL -> 0). Read it with
-    :func:`vae_anomaly.latent.sparse_log_alpha`.
+    ``scoring.latent.sparse_log_alpha``.
     """
 
     def __init__(self, config: VAEConfig):
@@ -210,86 +209,6 @@ def check_input_shape(config: VAEConfig) -> None:
             f"model.conv_channels has {len(config.conv_channels)} stride-2 layers, so image "
             f"height and width must be multiples of {factor}; the images are {shape[1]}x{shape[2]}"
         )
-
-
-def gaussian_nll(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """Per-sample -log N(x; x_hat, 1/2 I): summed squared error plus (D/2) log(pi)."""
-    sse = (x - x_hat).pow(2).flatten(1).sum(dim=1)
-    return sse + 0.5 * x[0].numel() * math.log(math.pi)
-
-
-def bernoulli_nll(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """Per-sample -log Bernoulli(x; sigmoid(logits)), summed over pixels (BCE)."""
-    bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-    return bce.flatten(1).sum(dim=1)
-
-
-# Discretised logistic: 256 intensities k/255 on [0, 1], each the centre of a bin of width 1/255.
-INTENSITY_LEVELS = 256
-_HALF_BIN = 0.5 / (INTENSITY_LEVELS - 1)
-# Floor of the log scale: a logistic of scale e^-8 centred on an intensity puts 99.4 % of its
-# mass in that intensity's bin (half-width 1/510 = 5.9 scales), so a narrower one gains
-# nothing; the floor keeps 1/scale finite (PixelCNN++ clamps at -7 on [-1, 1], the same
-# ratio to its bins of width 2/255).
-MIN_LOG_SCALE = -8.0
-
-
-def discretized_logistic_log_prob(
-    x: torch.Tensor, location_logit: torch.Tensor, log_scale: torch.Tensor
-) -> torch.Tensor:
-    """log P(x) per value under a logistic with location sigmoid(``location_logit``) and scale
-    exp(``log_scale``), discretised to the 256 intensities of [0, 1] (Salimans et al. 2017,
-    PixelCNN++, eq. 2, one component): the bin of k/255 has the logistic's mass within half
-    a bin of it, and the end bins take the tails, so the 256 probabilities sum to one.
-    ``x`` is rounded to the nearest intensity. Written out (torch.distributions has no
-    discretised logistic) in the numerically stable form of the authors' code."""
-    x = torch.round(x * (INTENSITY_LEVELS - 1)) / (INTENSITY_LEVELS - 1)
-    location = torch.sigmoid(location_logit)
-    log_scale = log_scale.clamp(min=MIN_LOG_SCALE)
-    inv_scale = torch.exp(-log_scale)
-    upper = inv_scale * (x + _HALF_BIN - location)
-    lower = inv_scale * (x - _HALF_BIN - location)
-    log_cdf_upper = -F.softplus(-upper)  # log sigmoid(upper): the lowest bin, 0
-    log_survival_lower = -F.softplus(lower)  # log(1 - sigmoid(lower)): the highest bin, 1
-    mass = torch.sigmoid(upper) - torch.sigmoid(lower)
-    # Where the bin's mass underflows, the density at its centre times the bin width.
-    centre = inv_scale * (x - location)
-    log_density_mass = centre - log_scale - 2.0 * F.softplus(centre) + math.log(2 * _HALF_BIN)
-    log_mass = torch.where(mass > 1e-5, torch.log(mass.clamp(min=1e-12)), log_density_mass)
-    return torch.where(
-        x < _HALF_BIN, log_cdf_upper, torch.where(x > 1 - _HALF_BIN, log_survival_lower, log_mass)
-    )
-
-
-def discretized_logistic_nll(
-    x: torch.Tensor, location_logit: torch.Tensor, log_scale: torch.Tensor
-) -> torch.Tensor:
-    """Per-sample -log p(x|z) in nats of an 8-bit image: the code length of its 256-level values."""
-    return -discretized_logistic_log_prob(x, location_logit, log_scale).flatten(1).sum(dim=1)
-
-
-def kl_to_standard_normal_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu_j, exp(logvar_j)) || N(0, 1)) per dimension (Kingma & Welling 2014, app. B)."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
-
-
-def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Per-sample KL(N(mu, diag exp(logvar)) || N(0, I))."""
-    return kl_to_standard_normal_per_dim(mu, logvar).sum(dim=1)
-
-
-# Molchanov, Ashukha & Vetrov (2017), "Variational Dropout Sparsifies Deep Neural Networks",
-# ICML, eq. 14: -KL(N(theta, alpha theta^2) || log-uniform) is approximated by
-# k1 sigmoid(k2 + k3 log alpha) - 0.5 log(1 + 1/alpha) + C with C = -k1, so KL -> 0 as alpha -> oo.
-MOLCHANOV_K1, MOLCHANOV_K2, MOLCHANOV_K3 = 0.63576, 1.87320, 1.48695
-
-
-def log_uniform_kl(log_alpha: torch.Tensor) -> torch.Tensor:
-    """Approximate KL(N(mu, alpha mu^2) || log-uniform prior) per entry of ``log_alpha``."""
-    k1, k2, k3 = MOLCHANOV_K1, MOLCHANOV_K2, MOLCHANOV_K3
-    # softplus(-x) = log(1 + exp(-x)) = log(1 + 1/alpha), without overflow for very negative x
-    neg_kl = k1 * torch.sigmoid(k2 + k3 * log_alpha) - 0.5 * F.softplus(-log_alpha) - k1
-    return -neg_kl
 
 
 def build_model(config: VAEConfig) -> VAE:

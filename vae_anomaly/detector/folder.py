@@ -1,18 +1,18 @@
 """The folder a detector is saved in, written by ``Detector.save`` and by the ``detector``
 stage alike (:func:`write_detector_folder`), and the params a detector is checked with.
 
-NumPy and the params schema only: no torch, scikit-learn, SciPy or PyOD. The detector
-stage packages what the train and score stages computed (the model file, the training
-split's reference and scores) and needs none of them; importing them was 4.7 of its 4.9
-seconds (issue 24). ``Detector.load`` reads the folder back (vae_anomaly/detector.py).
+NumPy and the params schema only: no torch, scikit-learn, SciPy or PyOD, so that the detector
+stage packages what the train and score stages computed (the model file, the training split's
+reference and scores) without loading them. ``Detector.load`` reads the folder back
+(detector.py).
 
 A saved detector is a folder of three files, none read with pickle:
 - ``detector.json``: the format version, the params sections, ``val_fraction`` and
   ``contamination``, the input's shape, the threshold and the library versions it was saved
   with;
-- ``model.pt``: weights and model config (``models.save_model``, loaded with weights_only);
+- ``model.pt``: weights and model config (``model.vae.save_model``, loaded with weights_only);
 - ``arrays.npz``: the training split's scaling (tables only), the arrays the reference
-  scores are fitted from (``scores.reference_arrays``), and the training scores.
+  scores are fitted from (``scoring.reference.reference_arrays``), and the training scores.
 """
 from __future__ import annotations
 
@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__
-from .io import write_arrays, write_bytes, write_json
-from .params import Number, ParamsError, SCHEMA, check_scores_apply, default_params, resolve_sections, validate
+from .. import __version__
+from ..errors import ParamsError
+from ..io import write_arrays, write_bytes, write_json
+from ..params import SCHEMA, Number, check_scores_apply, default_params, resolve_sections, validate
 
 if TYPE_CHECKING:
-    from .data import Scaling
+    from ..data.splits import Scaling
 
 FORMAT = "vae_anomaly/detector-v1"
 MODEL_FILE, ARRAYS_FILE, META_FILE = "model.pt", "arrays.npz", "detector.json"
@@ -90,9 +91,9 @@ def write_detector_folder(
     combined_scales: dict[str, list[float]] | None,
 ) -> None:
     """Write a detector into ``folder`` (created if need be): ``model_file``, the bytes of
-    ``models.save_model``'s checkpoint; the checked ``params``; the training split's primary
+    ``model.vae.save_model``'s checkpoint; the checked ``params``; the training split's primary
     scores (``decision_scores``), ``scaling`` (None for images) and reference arrays
-    (``scores.reference_arrays``, None without reference scores); the ``combined`` score's
+    (``reference.reference_arrays``, None without reference scores); the ``combined`` score's
     scales (None without it). detector.json goes last, so a folder holding it is complete."""
     folder = Path(folder)
     write_bytes(folder / MODEL_FILE, model_file)

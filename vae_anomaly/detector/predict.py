@@ -1,13 +1,14 @@
 """Scoring a file of new data with a saved detector (``python -m vae_anomaly predict``).
 
-The input is read in chunks of rows (.csv through pandas, .parquet through pyarrow, the
-array of a .npz straight from its zip member), so memory stays bounded however long the
-file is. Every chunk is checked (feature count, image shape, numbers, NaN) and an error
+The input is read in chunks of rows (.csv and .parquet by the table reader the file source
+uses, data/tables.py; the array of a .npz straight from its zip member), so memory stays
+bounded however long the file is. Every chunk is checked (feature count, image shape, numbers, NaN) and an error
 names the file, the row and the column; the output is written to a temporary file renamed
 into place only when every row is scored, so a failed run leaves no partial output.
 """
 from __future__ import annotations
 
+import logging
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,10 +17,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .datasets import frame_values
-from .detector import Detector, InputError
-from .io import UserError, atomic_path, log, show_progress
-from .thresholds import flag
+from ..cli import show_progress
+from ..data.tables import frame_values, open_table
+from ..errors import InputError, UserError
+from ..io import atomic_path
+from ..scoring.thresholds import flag
+from .detector import Detector
+
+log = logging.getLogger(__name__)
 
 INPUT_FORMATS = (".csv", ".parquet", ".npz")
 OUTPUT_FORMATS = (".csv", ".parquet", ".npz")
@@ -60,7 +65,7 @@ def open_source(path: Path, detector: Detector, chunk_rows: int) -> Source:
                         ".npz holding one array X of shape (N, C, H, W)")
     if suffix == ".npz":
         return _npz_source(path, chunk_rows)
-    source = _csv_source(path, chunk_rows) if suffix == ".csv" else _parquet_source(path, chunk_rows)
+    source = _table_source(path, chunk_rows)
     n_features = detector.input_shape_[0]
     if len(source.columns) != n_features:
         shown = ", ".join(source.columns[:8]) + (", ..." if len(source.columns) > 8 else "")
@@ -69,72 +74,12 @@ def open_source(path: Path, detector: Detector, chunk_rows: int) -> Source:
     return source
 
 
-def _csv_source(path: Path, chunk_rows: int) -> Source:
-    import pandas as pd
-
-    fh = open(path, "rb")
-    try:
-        reader = pd.read_csv(fh, chunksize=chunk_rows, encoding="utf-8-sig")
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        fh.close()
-        raise UserError(f"{path} is not a readable .csv with a header row ({' '.join(str(err).split())})") from err
-    first = _next_frame(reader, path)  # pandas knows the header once it has read a chunk
-    columns = [] if first is None else [str(c).strip() for c in first.columns]
-    if columns and all(_is_number(c) for c in columns):
-        fh.close()
-        raise UserError(f"{path}: the first line holds numbers ({', '.join(columns[:3])}, ...); a .csv needs a header "
-                        "row naming the features")
-
-    def chunks() -> Iterator[tuple[int, np.ndarray]]:
-        start = 0
-        with fh:
-            frame = first
-            while frame is not None:
-                yield start, frame_values(frame, path, start, csv_lines=True)
-                start += len(frame)
-                frame = _next_frame(reader, path)
-
-    return Source(path, columns, None, chunks(), fh.tell)
-
-
-def _next_frame(reader, path: Path):
-    import pandas as pd
-
-    try:
-        return next(reader)
-    except StopIteration:
-        return None
-    except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: {' '.join(str(err).split())}") from err
-
-
-def _parquet_source(path: Path, chunk_rows: int) -> Source:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as err:
-        raise UserError(f"{path} is not a readable .parquet file ({err})") from err
-    columns = list(table.schema_arrow.names)
-    read = [0]
-
-    def chunks() -> Iterator[tuple[int, np.ndarray]]:
-        start = 0
-        for batch in table.iter_batches(batch_size=chunk_rows):
-            yield start, frame_values(batch.to_pandas(), path, start)
-            start += batch.num_rows
-            read[0] = start
-
-    return Source(path, columns, table.metadata.num_rows, chunks(), lambda: read[0])
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def _table_source(path: Path, chunk_rows: int) -> Source:
+    """A .csv or .parquet table through the file source's reader, its chunks as numbers."""
+    table = open_table(path, chunk_rows)
+    csv_lines = path.suffix.lower() == ".csv"
+    chunks = ((start, frame_values(frame, path, start, csv_lines)) for start, frame in table.chunks)
+    return Source(path, table.columns, table.n_rows, chunks, table.position)
 
 
 def _npz_source(path: Path, chunk_rows: int) -> Source:

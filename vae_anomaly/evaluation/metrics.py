@@ -6,8 +6,8 @@ from typing import Any
 import numpy as np
 from sklearn import metrics
 
-from .data import NORMAL
-from .latent import (
+from ..data.splits import NORMAL
+from ..scoring.latent import (
     ACTIVE_KL_NATS,
     PRUNED_LOG_ALPHA,
     active_dims_by_alpha,
@@ -15,7 +15,7 @@ from .latent import (
     fitted_w2,
     sparse_log_alpha,
 )
-from .thresholds import flag
+from ..scoring.thresholds import flag
 
 
 def ranking_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -11,10 +12,15 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .io import UserError, log, require_finite, show_progress
-from .models import VAE
+from ..cli import show_progress
+from ..errors import UserError
+from ..io import require_finite
+from .batches import batches
 from .optim import FusedAdam
 from .schedules import kl_weight
+from .vae import VAE
+
+log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
@@ -27,8 +33,8 @@ def evaluate_loss(model: VAE, x: torch.Tensor, batch_size: int) -> tuple[float, 
     """Mean reconstruction NLL and mean KL over ``x``."""
     model.eval()
     sums = torch.zeros(2, device=x.device)
-    for start in range(0, len(x), batch_size):
-        r, k = model.loss_terms(x[start : start + batch_size])
+    for batch in batches(x, batch_size):
+        r, k = model.loss_terms(batch)
         sums += torch.stack([r.sum(), k.sum()])
     recon, kl = (sums / len(x)).tolist()  # read once: no wait on the device per batch
     return recon, kl
@@ -67,9 +73,8 @@ def fit(
     generator = torch.Generator().manual_seed(train["seed"])
     xt = torch.as_tensor(train_x, device=device)
     xv = torch.as_tensor(val_x, device=device)
-    # fused: one pass over each parameter per step instead of a dozen elementwise ops; for the
-    # 784-400-20 VAE a step takes a third of the default's time on CPU (docs/performance.md).
-    # FusedAdam, not torch.optim.Adam: the same update without importing torch._dynamo (optim.py).
+    # fused: one pass over each parameter per step instead of a dozen elementwise ops, without
+    # torch.optim's import of torch._dynamo (optim.py, docs/performance.md).
     optimizer = FusedAdam(model.parameters(), lr=train["lr"])
     batch_size = train["batch_size"]
     n_batches = math.ceil(len(xt) / batch_size)

@@ -7,10 +7,12 @@ metrics JSON of the stage that made it, so a small table's run says what it chan
 """
 from __future__ import annotations
 
-import os
+import logging
 from typing import Any
 
-from .io import UserError, log
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
 
 # Early stopping and the default threshold (mean + k * std, threshold.split: val) are fitted
 # on the validation scores; fewer than 10 give a standard deviation too rough to set either.
@@ -19,12 +21,6 @@ MIN_VAL_ROWS = 10
 MIN_TRAIN_ROWS = 10
 
 Adaptations = dict[str, dict[str, Any]]
-
-
-def usable_cores() -> int:
-    """The cores this process may run on: a taskset or a container's CPU set can allow fewer
-    than the machine has, which ``os.cpu_count()`` reports."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def adaptation(param: str, asked: Any, used: Any, why: str) -> Adaptations:

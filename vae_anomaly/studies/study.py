@@ -9,15 +9,12 @@ dataset. Here worker processes each get the data once and run one model after an
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
-import multiprocessing
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +23,14 @@ import numpy as np
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .io import UserError, atomic_path, log, quiet_inner_work, require_finite, show_progress
-from .metrics import anomaly_kind_rows, latent_metrics, ranking_metrics, reconstruction_metrics
+from ..cli import quiet_inner_work, show_progress
+from ..errors import UserError
+from ..evaluation.metrics import anomaly_kind_rows, latent_metrics, ranking_metrics, reconstruction_metrics
+from ..io import read_rows, require_finite, write_rows
+from ..parallel import one_thread, worker_pool
 from .suite import capped_splits
+
+log = logging.getLogger(__name__)
 
 # The params that tell a study's runs apart; every other param is the study's setup, the same
 # for all its runs (setup()). runs.csv holds these, then score.primary (which score the study
@@ -127,10 +129,10 @@ def run_one(params: dict[str, Any], data: StudyData) -> dict[str, Any]:
     """Train the model of ``params`` on ``data`` (pipeline.train_model), score its test split
     with score.names (pipeline.score_splits), and read it (:func:`test_metrics`); with the
     epochs trained and the seconds spent training and scoring."""
-    from .latent import posterior_statistics  # torch: only where a model is trained
-    from .models import resolve_device
-    from .pipeline import score_splits, train_model
-    from .reconstruction import reconstruction_quality
+    from ..model.vae import resolve_device  # torch: only where a model is trained
+    from ..pipeline import score_splits, train_model
+    from ..scoring.latent import posterior_statistics
+    from ..scoring.reconstruction import reconstruction_quality
 
     with quiet_inner_work():
         start, cpu = time.perf_counter(), time.process_time()
@@ -164,20 +166,13 @@ def cell(value: Any) -> str:
 
 class RunsTable:
     """runs.csv: one row per finished run (PARAM_COLUMNS, then its metrics), rewritten whole
-    and atomically (io.atomic_path) after each run, so a killed study leaves every row it
+    and atomically (io.write_rows) after each run, so a killed study leaves every row it
     reported and never half of one. Rows are kept in a fixed order (by VARYING), so the file
     depends on which runs finished, not on the order they finished in."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.rows: list[dict[str, str]] = []
-        if path.is_file():
-            with open(path, newline="") as fh:
-                reader = csv.DictReader(fh)
-                if reader.fieldnames is None or RUN_ID not in reader.fieldnames:
-                    raise UserError(f"{path} has no {RUN_ID!r} column: not a study's runs table; "
-                                    "move it away, or pass another --out")
-                self.rows = list(reader)
+        self.rows = read_runs(path, "move it away, or pass another --out") if path.is_file() else []
 
     def done(self) -> set[str]:
         return {row[RUN_ID] for row in self.rows}
@@ -190,12 +185,16 @@ class RunsTable:
                             "study's code changed since it started); move the table away, or pass another --out")
         self.rows.append(row)
         self.rows.sort(key=_row_order)
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=list(row), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        with atomic_path(self.path) as tmp:
-            tmp.write_text(text.getvalue())
+        write_rows(self.path, list(row), ([r[name] for name in row] for r in self.rows))
+
+
+def read_runs(path: Path, otherwise: str) -> list[dict[str, str]]:
+    """The rows of a study's runs.csv (text cells by column); a file without the run column
+    is refused with ``otherwise``, what to do instead."""
+    header, rows = read_rows(path)
+    if RUN_ID not in header:
+        raise UserError(f"{path} has no {RUN_ID!r} column: not a study's runs table; {otherwise}")
+    return rows
 
 
 def varying(params: dict[str, Any]) -> list[Any]:
@@ -216,26 +215,11 @@ class Planned:
     key: str  # run_key
 
 
-_worker_data: StudyData | None = None  # a worker process's copy, given once by its initializer
+_worker_data: StudyData | None = None  # a worker process's copy, given once by _keep_data
 
 
-def one_thread() -> Any:
-    """One thread for torch and for the BLAS and OpenMP pools of NumPy and scikit-learn (the
-    latent KNN, the W2's matrix roots): two workers on two cores, and the numbers do not
-    depend on --jobs. A batch of this small network gains little from a second thread, as
-    in the detection suite. Returns the BLAS limits (their restore_original_limits undoes them)."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(1)
-    return threadpool_limits(limits=1)
-
-
-def _start_worker(data: StudyData) -> None:
-    """A worker: one thread (one_thread), warnings only, the data kept for every run."""
+def _keep_data(data: StudyData) -> None:
     global _worker_data
-    one_thread()
-    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s: %(message)s")
     _worker_data = data
 
 
@@ -269,25 +253,15 @@ def run_all(runs: list[Planned], table: RunsTable, load: Callable[[], StudyData]
 
     with logging_redirect_tqdm(), tqdm(total=len(runs), desc="study", unit="run", disable=not show_progress()) as bar:
         if jobs == 1:
-            import torch
-
-            threads = torch.get_num_threads()
-            limits = one_thread()  # as each worker
-            try:
+            with one_thread():  # as each worker
                 for run in runs:
                     try:
                         metrics, error = run_one(run.params, data), None
                     except UserError as err:
                         metrics, error = None, err
                     finished(run, metrics, error)
-            finally:
-                torch.set_num_threads(threads)
-                limits.restore_original_limits()
         else:
-            # spawn, not fork: a forked child inherits torch's thread pools half-initialised
-            pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_start_worker, initargs=(data,))
-            try:
+            with worker_pool(jobs, _keep_data, (data,), level=logging.WARNING) as pool:
                 futures = {pool.submit(_run_in_worker, run.params): run for run in runs}
                 for future in as_completed(futures):
                     try:
@@ -295,6 +269,4 @@ def run_all(runs: list[Planned], table: RunsTable, load: Callable[[], StudyData]
                     except UserError as err:
                         metrics, error = None, err
                     finished(futures[future], metrics, error)
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)  # on an error, no queued run starts
     return failed

@@ -31,24 +31,26 @@ pixels that are constant in training by 1e-8.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
-import multiprocessing
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from .io import UserError, exit_without_final_collections, log, log_to_stderr, show_progress
-from .params import BASELINES
-from .sizing import Adaptations, capped_batch_size, neighbors_below
+from ..cli import show_progress
+from ..data.sizing import Adaptations, capped_batch_size, neighbors_below
+from ..errors import UserError
+from ..parallel import one_thread, worker_pool
 
+log = logging.getLogger(__name__)
+
+BASELINES = ("iforest", "ecod", "knn", "autoencoder", "vae", "compressed_length")  # baselines.names
 FIGURE_PREFIX = "pyod_"  # baselines' names in figures, apart from the VAE's own scores
 DEEP_BASELINES = ("autoencoder", "vae")  # trained with the VAE's budget (deep_budget)
 # The order the workers take the baselines in, longest first, so that no long one starts last
-# (longest-processing-time scheduling): on the default tables, with imports, the VAE took
-# 4.1 s, the AutoEncoder 3.5, ECOD 1.0 (PyOD's module imports 0.5 s), IForest and KNN 0.3 each.
+# (longest-processing-time scheduling; each one's time: docs/performance.md).
 FIT_ORDER = ("vae", "autoencoder", "compressed_length", "ecod", "iforest", "knn")
 
 
@@ -103,7 +105,7 @@ class CompressedLength:
         return self  # nothing to learn
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
-        from .scores import compressed_bits
+        from ..scoring.complexity import compressed_bits
 
         return -compressed_bits(x.reshape(len(x), *self.image_shape), self.codec)
 
@@ -129,7 +131,7 @@ def fit_and_score(detector: Any, name: str, train: np.ndarray, test: np.ndarray)
     would only surface later, as an error in evaluate's metrics)."""
     log.info("fitting the %s baseline on %d x %d", name, *train.shape)
     start = time.perf_counter()
-    with one_torch_thread():
+    with one_thread():
         detector.fit(train)
         scores = np.asarray(detector.decision_function(test), dtype=np.float64)
     log.info("the %s baseline: fitted and scored in %.1f s", name, time.perf_counter() - start)
@@ -147,7 +149,7 @@ def baseline_scores(
     size adaptations, and the error of each baseline that failed. ``params`` is the whole
     params document: the deep baselines take their budget from ``model`` and ``train``.
     ``jobs`` detectors are fitted at a time, each in its own process (each is single-threaded
-    here: one_torch_thread); the scores are the same for any ``jobs``.
+    here: parallel.one_thread); the scores are the same for any ``jobs``.
 
     A baseline that raises is left out of the scores and its error recorded, unless
     ``baselines.on_error`` is ``"stop"``: then it stops the stage with a UserError."""
@@ -202,12 +204,9 @@ def fitted_in_turn(names: list[str], settings: Settings, train: np.ndarray, test
 
 
 def fitted_in_workers(names: list[str], settings: Settings, train: np.ndarray, test: np.ndarray, jobs: int) -> Outcomes:
-    """The same in ``jobs`` worker processes, the longest started first (FIT_ORDER);
-    yielded in the order of ``names``. Each worker receives the data once. Spawned, not
-    forked: a forked child inherits torch's thread pools half-initialised, and CUDA not at all."""
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_start_worker, initargs=(train, test))
-    try:
+    """The same in ``jobs`` worker processes (parallel.worker_pool), the longest started first
+    (FIT_ORDER); yielded in the order of ``names``. Each worker receives the data once."""
+    with worker_pool(jobs, _keep_rows, (train, test)) as pool:
         futures = {name: pool.submit(_fit_in_worker, name, settings)
                    for name in sorted(names, key=FIT_ORDER.index)}
         for name in names:
@@ -215,33 +214,14 @@ def fitted_in_workers(names: list[str], settings: Settings, train: np.ndarray, t
                 yield name, futures[name].result()
             except Exception as err:  # raised in the worker, or the worker died
                 yield name, err
-    finally:
-        pool.shutdown(cancel_futures=True)  # after a stop: the running ones end, the rest never start
 
 
-_worker_rows: dict[str, np.ndarray] = {}  # a worker's training and test rows (_start_worker)
+_worker_rows: dict[str, np.ndarray] = {}  # a worker's training and test rows (_keep_rows)
 
 
-def _start_worker(train: np.ndarray, test: np.ndarray) -> None:
-    log_to_stderr()
-    exit_without_final_collections()  # the pool's shutdown waits for each worker's exit
+def _keep_rows(train: np.ndarray, test: np.ndarray) -> None:
     _worker_rows.update(train=as_rows(train), test=as_rows(test))
 
 
 def _fit_in_worker(name: str, settings: Settings) -> np.ndarray:
     return fit_one(name, settings, _worker_rows["train"], _worker_rows["test"])
-
-
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """PyOD's deep detectors train small MLPs one small batch at a time, where torch's thread
-    pool costs more in synchronisation than it gains: on a busy 2-core machine the
-    AutoEncoder baseline took 83 s of CPU with 2 threads and 11 s with 1 (measured)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -1,6 +1,5 @@
-"""The ``combined`` score's arithmetic on scores already computed, NumPy only: a module of
-its own, so the detector stage, which fits the scales from the score stage's validation
-scores, does not import torch through scores.py (issue 24: its start-up was most of it).
+"""The ``combined`` score's arithmetic on scores already computed (NumPy only: the detector
+stage fits its scales from the score stage's validation scores, with no model).
 
 ``combined`` is the mean of the scores named in ``score.combine``, each standardised by the
 median and interquartile range of its values on the validation split (:func:`fit_combination`),

@@ -1,11 +1,6 @@
-"""The prepare stage's picture of its data: example images, or a scatter of tabular samples.
-
-Kept apart from ``plots`` (the plot stage's figures) because that module imports torch,
-which prepare on tabular data does not otherwise need.
-"""
+"""The prepare stage's picture of its data: example images, or a scatter of tabular samples
+(saved cropped to what it draws: ``io.save_figure(..., crop=True)``)."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import matplotlib
 
@@ -13,8 +8,7 @@ matplotlib.use("Agg")  # files only, no screen needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .data import Splits  # noqa: E402
-from .io import atomic_path, log  # noqa: E402
+from .splits import Splits  # noqa: E402
 
 NORMAL_COLOR, ANOMALY_COLOR = "tab:green", "tab:red"  # as in the plot stage's figures
 N_EXAMPLES = 32  # images per panel, 8 per row
@@ -83,11 +77,3 @@ def tabular_scatter(splits: Splits) -> plt.Figure:
     axes[0].set_ylabel(axis_name.format(2) if splits.train.shape[1] > 1 else "row")
     fig.tight_layout()
     return fig
-
-
-def save_figure(fig: plt.Figure, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        # No PNG metadata (it would embed the matplotlib version), so reruns give equal files.
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    log.info("wrote %s", path)

@@ -6,18 +6,19 @@ arguments, so ``get_params``, ``set_params`` and ``sklearn.base.clone`` work, an
 arguments are checked when ``fit`` starts.
 
 It trains, scores and thresholds with the pipeline's own functions (``pipeline.train_model``,
-``scores.fit_reference``, ``scores.compute_scores``, ``thresholds.choose_threshold``) and
-scales tables as ``prepare`` does (``data.Scaling``), so it scores a row as the stages do;
+``reference.fit_reference``, ``scores.compute_scores``, ``thresholds.choose_threshold``) and
+scales tables as ``prepare`` does (``splits.Scaling``), so it scores a row as the stages do;
 the ``detector`` stage writes the pipeline's own, in the same format, into ``data/detector/``
 (docs/detector.md).
 
 A saved detector is a folder of three files, none read with pickle, that ``save`` and the
-``detector`` stage write with one writer (vae_anomaly/detector_folder.py, which says what
+``detector`` stage write with one writer (detector/folder.py, which says what
 each holds) and :meth:`Detector.load` reads.
 """
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,32 +28,34 @@ import torch
 from pyod.models.base import BaseDetector
 from scipy.stats import binom
 
-from .data import Scaling
-from .combination import fit_combination
-from .detector_folder import (
-    ARRAYS_FILE, FORMAT, META_FILE, MODEL_FILE, SECTIONS, checked_params, library_versions, write_detector_folder,
+from ..data.sizing import validation_rows
+from ..data.splits import Scaling
+from ..errors import InputError, ParamsError, UserError
+from ..io import read_arrays
+from ..model.vae import VAE, load_model, model_bytes, resolve_device
+from ..params import SCHEMA
+from ..pipeline import SPLITS, check_data_fits_likelihood, train_model, training_reference
+from ..scoring.combination import fit_combination
+from ..scoring.reference import reference_arrays, reference_from_arrays
+from ..scoring.registry import names_that
+from ..scoring.scores import compute_scores, score_generators
+from ..scoring.thresholds import choose_threshold, flag, percentile_threshold
+from .folder import (
+    ARRAYS_FILE,
+    FORMAT,
+    META_FILE,
+    MODEL_FILE,
+    SECTIONS,
+    checked_params,
+    library_versions,
+    write_detector_folder,
 )
-from .io import UserError, log, read_arrays
-from .models import VAE, load_model, model_bytes, resolve_device
-from .params import IMAGE_ONLY_SCORES, SCHEMA, ParamsError
-from .pipeline import SPLITS, check_data_fits_likelihood, train_model, training_reference
-from .scores import compute_scores, reference_arrays, reference_from_arrays, score_generators
-from .sizing import validation_rows
-from .thresholds import choose_threshold, flag, percentile_threshold
+
+log = logging.getLogger(__name__)
 
 # The score stage scores split i of SPLITS with seed train.seed + i; new data is scored as
 # the test split, so the test split's rows scored again give data/scores/test.npz.
 NEW_DATA_SEED_OFFSET = SPLITS.index("test")
-
-
-class InputError(UserError):
-    """Data a detector cannot score: what is wrong (``problem``), and where: ``row`` (0-based
-    in the array given) and ``column`` (a feature's index, or a pixel's (channel, y, x))."""
-
-    def __init__(self, problem: str, row: int | None = None, column: int | tuple[int, ...] | None = None):
-        self.problem, self.row, self.column = problem, row, column
-        where = "" if row is None else f"X[{row}]" if column is None else f"X[{row}, {column}]"
-        super().__init__(f"{where}: {problem}" if where else problem)
 
 
 class Detector(BaseDetector):
@@ -100,7 +103,7 @@ class Detector(BaseDetector):
         """The four sections in force: each key given, every other at its default, each "auto"
         resolved for tables or ``images`` (as params.yaml's for data.protocol one_class: a
         detector learns one normal kind); checked as params.yaml is (a ParamsError names the
-        key), with ``val_fraction`` and ``contamination`` (``detector_folder.checked_params``,
+        key), with ``val_fraction`` and ``contamination`` (``folder.checked_params``,
         which the detector stage checks its params with). ``fit`` keeps them as ``params_``."""
         return checked_params({name: getattr(self, name) for name in SECTIONS}, self.val_fraction,
                               self.contamination, images)
@@ -118,7 +121,7 @@ class Detector(BaseDetector):
         if self.contamination is None and self.params_["threshold"]["split"] == "test":
             raise ParamsError("threshold.split = 'test' fits the threshold on the data scored later, which fit "
                               "does not see; use 'train' or 'val'")
-        for name in set(self.score_names) & set(IMAGE_ONLY_SCORES):
+        for name in set(self.score_names) & set(names_that("images")):
             if not images:
                 raise ParamsError(f"score.names includes {name!r}, which is defined on images only, but X is "
                                   f"a table of shape {x.shape}; remove it from score.names")

@@ -1,14 +1,12 @@
-"""Datasets and their splits: train, val, test (normal + anomalies).
+"""Splits of a dataset: train, val, test (normal + anomalies).
 
 Train and val are normal only, except for ``blobs2d``, whose training data is contaminated
 as in PyOD's examples. Test labels (0 normal, 1 anomaly) and each test sample's kind
 (``"normal"`` or the anomaly type or class) are kept apart from the features so that only
 the evaluation ever reads them.
 
-Sources (``data.source``): ``synthetic`` (tabular, injected anomaly types), ``blobs2d``
-(PyOD's ``generate_data``), and the labelled images ``digits``, ``mnist``, ``fashion_mnist``
-(loaded in ``datasets``), split into normal and anomalous classes by ``data.protocol``,
-and ``file``, the user's own labelled table (read in ``datasets``, split by ``split_table``).
+Labelled images are split into normal and anomalous classes by ``data.protocol``
+(:func:`split_by_protocol`), a user's labelled table by its labels (:func:`split_table`).
 Tabular arrays are (N, D), standardised with training statistics (:class:`Scaling`, kept
 in ``Splits.scaling`` so that new rows can be scaled alike); images are float32
 (N, 1, H, W) in [0, 1].
@@ -22,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from . import datasets
+from . import images as image_sources
+from . import tables
 from .sizing import MIN_TRAIN_ROWS, MIN_VAL_ROWS, Adaptations, validation_rows
 
 NORMAL = "normal"
 OUTLIER = "outlier"  # the one anomaly kind of blobs2d
 ANOMALY = "anomaly"  # the one anomaly kind of a user's file (data.source = 'file')
-IMAGE_SOURCES = ("digits", "mnist", "fashion_mnist")
 
 
 @dataclass
@@ -102,91 +100,8 @@ def standardize(splits: Splits) -> Splits:
     )
 
 
-def make_synthetic(cfg: dict[str, Any], seed: int) -> Splits:
-    """Linear-Gaussian latent data with the anomalies of ``cfg["anomalies"]`` injected into
-    the test set, standardised.
-
-    Normal data: z ~ N(0, I_k), x = W z + b + eps, eps ~ N(0, noise_std^2 I), so the features
-    are correlated through a k-dimensional latent, as real measurements are. Each anomaly
-    kind, in the list's order, takes its ``share`` of the test set; each of its samples starts
-    from a fresh normal sample and changes ``n_features`` randomly chosen features:
-    - mean_shift: shifted by +-magnitude feature standard deviations;
-    - correlation_break: replaced by independent noise with the feature's own mean and std,
-      so the marginal is unchanged and only the correlation with the others is lost;
-    - variance_explosion: extra noise with ``scale`` times the feature's std.
-    """
-    rng = np.random.default_rng(seed)
-    d, k = cfg["n_features"], cfg["latent_dim"]
-    weights = rng.normal(size=(d, k))
-    bias = rng.normal(size=d)
-    feature_std = np.sqrt((weights**2).sum(axis=1) + cfg["noise_std"] ** 2)
-
-    def normal_samples(n: int) -> np.ndarray:
-        z = rng.normal(size=(n, k))
-        return z @ weights.T + bias + cfg["noise_std"] * rng.normal(size=(n, d))
-
-    def pick_features(n: int, m: int) -> np.ndarray:
-        # m distinct features per sample: the first m of a random permutation of each row.
-        return np.argsort(rng.random((n, d)), axis=1)[:, :m]
-
-    counts = [int(round(anomaly["share"] * cfg["n_test"])) for anomaly in cfg["anomalies"]]
-    n_normal = cfg["n_test"] - sum(counts)
-    train, val = normal_samples(cfg["n_train"]), normal_samples(cfg["n_val"])
-
-    parts, kinds = [normal_samples(n_normal)], [NORMAL] * n_normal
-    for anomaly, n in zip(cfg["anomalies"], counts):
-        kind = anomaly["kind"]
-        x = normal_samples(n)
-        cols = pick_features(n, anomaly["n_features"])
-        rows = np.arange(n)[:, None]
-        sd = feature_std[cols]
-        if kind == "mean_shift":
-            sign = rng.choice([-1.0, 1.0], size=cols.shape)
-            x[rows, cols] += sign * anomaly["magnitude"] * sd
-        elif kind == "correlation_break":
-            x[rows, cols] = bias[cols] + sd * rng.normal(size=cols.shape)
-        else:  # variance_explosion
-            x[rows, cols] += anomaly["scale"] * sd * rng.normal(size=cols.shape)
-        parts.append(x)
-        kinds += [kind] * n
-
-    order = rng.permutation(cfg["n_test"])
-    test_kind = np.array(kinds)[order]
-    splits = Splits(
-        train, val, np.concatenate(parts)[order],
-        (test_kind != NORMAL).astype(np.int64), test_kind,
-    )
-    return standardize(splits)
-
-
-def make_blobs2d(cfg: dict[str, Any], seed: int, val_fraction: float) -> Splits:
-    """PyOD's ``generate_data``, the data of PyOD's VAE example: a Gaussian blob of inliers
-    and uniformly scattered outliers, ``contamination`` of both train and test. Standardised
-    with the (contaminated) training statistics, as PyOD's VAE does by default."""
-    from pyod.utils.data import generate_data  # imported here: pyod is slow to import
-
-    x_train, x_test, y_train, y_test = generate_data(
-        n_train=cfg["n_train"], n_test=cfg["n_test"], n_features=cfg["n_features"],
-        contamination=cfg["contamination"], random_state=seed,
-    )
-    # generate_data puts the outliers last; shuffle before carving out the validation split.
-    # Validation is then contaminated like training: the pipeline stays unsupervised.
-    order = np.random.default_rng(seed).permutation(len(x_train))
-    n_val, adapted = validation_rows(
-        len(order), val_fraction, f"data.blobs2d.n_train = {cfg['n_train']}", "raise data.blobs2d.n_train"
-    )
-    val, train = order[:n_val], order[n_val:]
-    y_train, y_test = y_train.astype(np.int64), y_test.astype(np.int64)
-    splits = Splits(
-        x_train[train], x_train[val], x_test,
-        y_test, np.where(y_test == 1, OUTLIER, NORMAL),
-        train_label=y_train[train], val_label=y_train[val], adaptations=adapted,
-    )
-    return standardize(splits)
-
-
 def split_by_protocol(
-    images: datasets.LabelledImages,
+    images: image_sources.LabelledImages,
     protocol: str,
     classes: list[int],
     val_fraction: float,
@@ -229,7 +144,7 @@ def split_by_protocol(
 
 
 def split_table(
-    table: datasets.LabelledTable, train_fraction: float, val_fraction: float, seed: int
+    table: tables.LabelledTable, train_fraction: float, val_fraction: float, seed: int
 ) -> Splits:
     """A user's labelled table as splits: a seeded ``train_fraction`` of the normal rows for
     training (``val_fraction`` of those kept for validation); the other normal rows and every
@@ -261,13 +176,6 @@ def _more_training_rows(n_normal: int) -> str:
     return f"use a table with more normal rows: at least {needed + 1}, {2 * needed} at data.file.train_fraction 0.5"
 
 
-def make_splits(data_params: dict[str, Any]) -> Splits:
-    """The dataset named by ``data.source``, with at most ``data.max_train`` training and
-    ``data.max_test`` test rows."""
-    splits = _source_splits(data_params)
-    return cap_rows(splits, data_params["max_train"], data_params["max_test"], data_params["seed"])
-
-
 def cap_rows(splits: Splits, max_train: int, max_test: int, seed: int) -> Splits:
     """A seeded subsample of at most ``max_train`` training rows and ``max_test`` test rows
     (0: no cap), in their original order; validation is left whole. Tables keep the scaling of
@@ -282,26 +190,4 @@ def cap_rows(splits: Splits, max_train: int, max_test: int, seed: int) -> Splits
         splits, train=splits.train[train], test=splits.test[test],
         test_label=splits.test_label[test], test_kind=splits.test_kind[test],
         train_label=None if splits.train_label is None else splits.train_label[train],
-    )
-
-
-def _source_splits(data_params: dict[str, Any]) -> Splits:
-    source, seed = data_params["source"], data_params["seed"]
-    if source == "synthetic":
-        return make_synthetic(data_params["synthetic"], seed)
-    if source == "file":
-        cfg = data_params["file"]
-        table = datasets.load_table(cfg["path"], cfg["label_column"])
-        return split_table(table, cfg["train_fraction"], data_params["val_fraction"], seed)
-    if source == "blobs2d":
-        return make_blobs2d(data_params["blobs2d"], seed, data_params["val_fraction"])
-    rng = np.random.default_rng(seed)
-    if source == "digits":
-        images = datasets.load_digits_images(data_params["digits"]["test_fraction"], rng)
-    elif source in datasets.TORCHVISION_CLASSES:
-        images = datasets.load_torchvision(source, data_params["root"], data_params["download"])
-    else:
-        raise ValueError(f"unknown data.source {source!r}")  # params validation lists the sources
-    return split_by_protocol(
-        images, data_params["protocol"], data_params["classes"], data_params["val_fraction"], rng
     )

@@ -1,0 +1,36 @@
+"""Where each stage's inputs and outputs lie, relative to the project root: the paths of
+dvc.yaml's deps and outs, declared once (tests/test_pipeline.py holds the two together)."""
+
+# prepare
+FEATURES = "data/prepared/features.npz"  # train, val, test
+LABELS = "data/prepared/labels.npz"  # only evaluate and plot read it
+SCALING = "data/prepared/scaling.npz"  # the training split's mean and std (tables)
+DATA_SUMMARY = "reports/data_summary.json"
+EXAMPLES = "reports/figures_data/examples.png"
+# baselines
+BASELINE_SCORES = "data/baseline_scores/test.npz"
+BASELINE_RECORD = "reports/baselines.json"
+# train
+MODEL = "data/model.pt"
+TRAINING_LOG = "reports/train"  # DVCLive's: metrics.json (the latest epoch), plots/metrics/*.tsv
+TRAIN_METRICS = "reports/train_metrics.json"
+# score
+SCORES_DIR = "data/scores"
+TRAIN_SCORES = f"{SCORES_DIR}/train.npz"
+VAL_SCORES = f"{SCORES_DIR}/val.npz"
+TEST_SCORES = f"{SCORES_DIR}/test.npz"
+TEST_LATENT = f"{SCORES_DIR}/test_latent.npz"
+TEST_RECONSTRUCTION = f"{SCORES_DIR}/test_reconstruction.npz"
+REFERENCE = f"{SCORES_DIR}/reference.npz"
+# threshold
+THRESHOLD = "reports/threshold.json"
+# detector
+DETECTOR = "data/detector"
+# evaluate
+METRICS = "reports/metrics.json"
+DETAIL = "reports/detail.json"  # not DVC metrics: `dvc exp show` stays narrow
+PER_TYPE = "reports/per_type.json"
+CURVES_DIR = "reports/curves"  # the primary score's roc.csv and pr.csv: dvc.yaml's plots
+CURVES = "data/curves.npz"  # every score's and baseline's, "<group>/<name>/<column>" (metrics.curve_arrays)
+# plot
+FIGURES_DIR = "reports/figures"

@@ -1,0 +1,1 @@
+"""Per-sample anomaly scores (one registry), the training reference, latent statistics, reconstruction quality, combination and thresholds."""

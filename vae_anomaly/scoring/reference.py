@@ -1,0 +1,111 @@
+"""The training reference of the reference scores (registry.py: ``latent_mahalanobis``,
+``latent_knn``, ``latent_residual_knn``): what they compare a sample with, fitted on the
+training split only, and the plain arrays a saved detector keeps of it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..model.batches import batches, model_device
+from ..model.vae import VAE
+from .registry import names_that
+
+# scikit-learn is imported where the reference is fitted: the train stage imports the scores
+# through the pipeline and never fits one (its import cost: docs/performance.md).
+if TYPE_CHECKING:
+    from sklearn.covariance import EmpiricalCovariance
+    from sklearn.neighbors import NearestNeighbors
+
+
+@dataclass
+class TrainingReference:
+    """What the reference scores compare a sample with, fitted on the training split only:
+    a Gaussian of the posterior means (``latent_mahalanobis``), their neighbours
+    (``latent_knn``), and the whitening of the residuals with the neighbours in the joint
+    coordinates (``latent_residual_knn``). Unused parts are None."""
+
+    k: int
+    code_gaussian: EmpiricalCovariance | None = None
+    code_neighbors: NearestNeighbors | None = None
+    residual_whitener: np.ndarray | None = None
+    joint_neighbors: NearestNeighbors | None = None
+    # The training arrays the parts were fitted on, so that a saved detector can keep them
+    # (reference_arrays) and fit the same parts again (reference_from_arrays).
+    codes: np.ndarray | None = None
+    joint: np.ndarray | None = None
+
+
+@torch.no_grad()
+def encode_and_reconstruct(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and the reconstruction residuals x - x_hat(mu), flattened to (N, D)."""
+    mu, _ = model.encode(x)
+    return mu, (x - model.mean(model.decode(mu))).flatten(1)
+
+
+@torch.no_grad()
+def fit_reference(model: VAE, x_train: np.ndarray, names: list[str], batch_size: int, k: int) -> TrainingReference | None:
+    """The :class:`TrainingReference` of the reference scores among ``names``, fitted on the
+    posterior means and residuals of ``x_train``; None when no such score is named."""
+    wanted = set(names) & set(names_that("reference"))
+    if not wanted:
+        return None
+    model.eval()
+    parts = [encode_and_reconstruct(model, batch) for batch in batches(x_train, batch_size, model_device(model))]
+    codes = torch.cat([mu for mu, _ in parts]).cpu().numpy().astype(np.float64)
+    whitener = joint = None
+    if "latent_residual_knn" in wanted:
+        residuals = torch.cat([r for _, r in parts]).cpu().numpy().astype(np.float64)
+        # Ledoit-Wolf shrinkage keeps the covariance invertible when residuals are nearly
+        # collinear (few rows, many features); its precision's Cholesky factor W has
+        # W W^T = S^-1, so r W has identity covariance on the training residuals.
+        from sklearn.covariance import LedoitWolf
+
+        precision = LedoitWolf().fit(residuals).precision_
+        whitener = np.linalg.cholesky((precision + precision.T) / 2)
+        joint = np.hstack([codes, residuals @ whitener])
+    return reference_from_arrays(
+        {"k": np.array(k), "codes": codes,
+         **({} if joint is None else {"residual_whitener": whitener, "joint": joint})},
+        names,
+    )
+
+
+def reference_arrays(reference: TrainingReference) -> dict[str, np.ndarray]:
+    """The arrays a :class:`TrainingReference` is fitted from: k, the training posterior
+    means, and (for ``latent_residual_knn``) the whitener and the joint coordinates; plain
+    arrays, so a saved detector loads them without pickle."""
+    arrays = {"k": np.array(reference.k), "codes": reference.codes}
+    if reference.joint is not None:
+        arrays.update(residual_whitener=reference.residual_whitener, joint=reference.joint)
+    return arrays
+
+
+def reference_from_arrays(arrays: dict[str, np.ndarray], names: list[str]) -> TrainingReference:
+    """The :class:`TrainingReference` of the reference scores among ``names``, fitted on the
+    arrays of :func:`reference_arrays` (which :func:`fit_reference` also builds): the same
+    arrays give the same Gaussian and neighbours, so a saved detector scores as the pipeline."""
+    from sklearn.covariance import EmpiricalCovariance
+    from sklearn.neighbors import NearestNeighbors
+
+    codes = arrays["codes"]
+    reference = TrainingReference(k=min(int(arrays["k"]), len(codes)), codes=codes)
+    if "latent_mahalanobis" in names:
+        reference.code_gaussian = EmpiricalCovariance().fit(codes)
+    if "latent_knn" in names:
+        reference.code_neighbors = NearestNeighbors(n_neighbors=reference.k).fit(codes)
+    if "latent_residual_knn" in names:
+        if "joint" not in arrays:
+            raise ValueError("latent_residual_knn needs the residual whitener and joint coordinates of the training split")
+        reference.residual_whitener, reference.joint = arrays["residual_whitener"], arrays["joint"]
+        reference.joint_neighbors = NearestNeighbors(n_neighbors=reference.k).fit(reference.joint)
+    return reference
+
+
+def kth_neighbor_distance(neighbors: NearestNeighbors, points: np.ndarray) -> np.ndarray:
+    """Euclidean distance of each point to its k-th nearest reference point (Ramaswamy et al.
+    2000, the score of PyOD's KNN with method 'largest')."""
+    distances, _ = neighbors.kneighbors(points)
+    return distances[:, -1]
