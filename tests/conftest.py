@@ -4,6 +4,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from torchvision import datasets as tv_datasets
+
+from vae_anomaly.data.images import DATA_ROOT_ENV
+
+from support import pin_tiny_md5s, write_raw_files
 
 ROOT = Path(__file__).resolve().parents[1]
 # The train stage logs with DVCLive, which posts to DVC Studio where a token is configured: a
@@ -23,3 +28,14 @@ def params():
     from vae_anomaly.params import resolve_auto
 
     return resolve_auto(raw_params())
+
+
+@pytest.fixture
+def tiny_root(tmp_path, monkeypatch):
+    """A local root with tiny MNIST and Fashion-MNIST files whose md5s are pinned."""
+    monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
+    root = tmp_path / "root"
+    for dataset in (tv_datasets.MNIST, tv_datasets.FashionMNIST):
+        write_raw_files(root, dataset)
+        pin_tiny_md5s(monkeypatch, root, dataset)
+    return root

@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import ast
+import gzip
+import struct
 from pathlib import Path
+
+import numpy as np
+from torchvision.datasets.utils import calculate_md5
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,3 +49,35 @@ def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)  # from pkg import module
     return {".".join(n.split(".")[:i]) for n in names for i in range(1, len(n.split(".")) + 1)}
+
+
+# --- tiny MNIST-layout files (torchvision's idx format), never a download ------------------------
+
+SIDE = 5  # tiny images: SIDE x SIDE pixels
+PIXEL_STEP = 25  # every pixel of a class-c image is c * PIXEL_STEP, so pixels tell the class
+# 20 training images a class: one class alone fills the minimum training + validation split
+N_TRAIN_PER_CLASS, N_TEST_PER_CLASS = 20, 2
+
+
+def idx_gz(array: np.ndarray) -> bytes:
+    """The idx format (magic 0x0000 08 ndim, big-endian int32 sizes, uint8 data), gzip'd."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0)
+
+
+def write_raw_files(root, dataset) -> None:
+    """``root/<Class>/raw/*.gz`` as torchvision's download leaves them, 10 classes."""
+    raw = root / dataset.__name__ / "raw"
+    raw.mkdir(parents=True)
+    for prefix, per_class in (("train", N_TRAIN_PER_CLASS), ("t10k", N_TEST_PER_CLASS)):
+        labels = np.tile(np.arange(10), per_class)
+        images = np.broadcast_to(labels[:, None, None] * PIXEL_STEP, (len(labels), SIDE, SIDE))
+        (raw / f"{prefix}-images-idx3-ubyte.gz").write_bytes(idx_gz(images))
+        (raw / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(idx_gz(labels))
+
+
+def pin_tiny_md5s(monkeypatch, root, dataset) -> None:
+    """Point the class's (filename, md5) list at the tiny files, as if they were official."""
+    raw = root / dataset.__name__ / "raw"
+    tiny = [(name, calculate_md5(raw / name)) for name, _ in dataset.resources]
+    monkeypatch.setattr(dataset, "resources", tiny)

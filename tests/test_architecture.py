@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import vae_anomaly
+
 from conftest import ROOT
 from support import imported_modules
 

@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT
 
 from vae_anomaly import cli
-from vae_anomaly.evaluation import baselines
 from vae_anomaly.cli import run_stage
+from vae_anomaly.evaluation import baselines
 from vae_anomaly.io import write_arrays
 from vae_anomaly.model.training import fit
 from vae_anomaly.model.vae import VAEConfig, build_model, save_model
+
+from conftest import ROOT
 
 
 def command_modules() -> list[str]:

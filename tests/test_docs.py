@@ -2,6 +2,7 @@
 import re
 
 import pytest
+
 from conftest import ROOT
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

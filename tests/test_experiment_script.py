@@ -2,10 +2,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
 
 from scripts.experiment import markdown_table, override_arg, plan, summary_row
 from vae_anomaly.errors import ParamsError, UserError
+
+from conftest import ROOT
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.stem)

@@ -4,8 +4,9 @@ import subprocess
 import sys
 import tomllib
 
-from conftest import ROOT
 from packaging.requirements import Requirement
+
+from conftest import ROOT
 
 NOT_IMPORTED_BY_THE_PACKAGE = {"dvc", "dvclive", "tabulate", "ray", "pytest", "hypothesis"}  # the pipeline's and the tests' extras
 

@@ -2,10 +2,11 @@ import difflib
 
 import pytest
 import yaml
-from conftest import ROOT, raw_params
 
 from vae_anomaly.errors import ParamsError
 from vae_anomaly.params import default_params, load_params, resolve_auto, validate
+
+from conftest import ROOT, raw_params
 
 
 def test_default_params_are_valid(params):

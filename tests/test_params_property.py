@@ -11,13 +11,14 @@ import re
 
 import pytest
 import yaml
-from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vae_anomaly.cli import run_stage
 from vae_anomaly.errors import ParamsError
 from vae_anomaly.params import SCHEMA, load_params, validate
+
+from conftest import ROOT
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
 

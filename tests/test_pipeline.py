@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT
-from support import imported_modules, module_file
 
 from benchmarks.project import project_copy, tool_env
 from vae_anomaly.params import load_params
+
+from conftest import ROOT
+from support import imported_modules, module_file
 
 
 def shrink() -> dict:

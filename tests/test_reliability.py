@@ -16,12 +16,13 @@ import time
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT
 from test_pipeline import make_project, run
 
 from vae_anomaly.errors import UserError
 from vae_anomaly.io import atomic_path, require_finite, write_json
 from vae_anomaly.model.vae import load_model
+
+from conftest import ROOT
 
 
 def test_atomic_path_replaces_the_target_on_success(tmp_path):

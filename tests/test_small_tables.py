@@ -8,11 +8,12 @@ import logging
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT
 
-from vae_anomaly.evaluation import baselines as baselines_module
 from vae_anomaly.errors import UserError
+from vae_anomaly.evaluation import baselines as baselines_module
 from vae_anomaly.evaluation.baselines import baseline_scores
+
+from conftest import ROOT
 
 STAGES = ("prepare", "baselines", "train", "score", "threshold", "detector", "evaluate", "plot")
 

@@ -1,12 +1,8 @@
-"""Data sources and anomaly protocols, on tiny idx files built here (never a download)."""
-import gzip
-import struct
-
+"""Data sources and anomaly protocols, on tiny idx files (support.write_raw_files, never a download)."""
 import numpy as np
 import pytest
 import yaml
 from torchvision import datasets as tv_datasets
-from torchvision.datasets.utils import calculate_md5
 
 from vae_anomaly.data import images as image_sources
 from vae_anomaly.data.sources import make_splits
@@ -15,45 +11,7 @@ from vae_anomaly.data.synthetic import make_synthetic
 from vae_anomaly.errors import ParamsError, UserError
 from vae_anomaly.params import N_CLASSES, validate
 
-SIDE = 5  # tiny images: SIDE x SIDE pixels
-PIXEL_STEP = 25  # every pixel of a class-c image is c * PIXEL_STEP, so pixels tell the class
-# 20 training images a class: one class alone fills the minimum training + validation split
-N_TRAIN_PER_CLASS, N_TEST_PER_CLASS = 20, 2
-
-
-def idx_gz(array: np.ndarray) -> bytes:
-    """The idx format (magic 0x0000 08 ndim, big-endian int32 sizes, uint8 data), gzip'd."""
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    return gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0)
-
-
-def write_raw_files(root, dataset) -> None:
-    """``root/<Class>/raw/*.gz`` as torchvision's download leaves them, 10 classes."""
-    raw = root / dataset.__name__ / "raw"
-    raw.mkdir(parents=True)
-    for prefix, per_class in (("train", N_TRAIN_PER_CLASS), ("t10k", N_TEST_PER_CLASS)):
-        labels = np.tile(np.arange(10), per_class)
-        images = np.broadcast_to(labels[:, None, None] * PIXEL_STEP, (len(labels), SIDE, SIDE))
-        (raw / f"{prefix}-images-idx3-ubyte.gz").write_bytes(idx_gz(images))
-        (raw / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(idx_gz(labels))
-
-
-def pin_tiny_md5s(monkeypatch, root, dataset) -> None:
-    """Point the class's (filename, md5) list at the tiny files, as if they were official."""
-    raw = root / dataset.__name__ / "raw"
-    tiny = [(name, calculate_md5(raw / name)) for name, _ in dataset.resources]
-    monkeypatch.setattr(dataset, "resources", tiny)
-
-
-@pytest.fixture
-def tiny_root(tmp_path, monkeypatch):
-    """A local root with tiny MNIST and Fashion-MNIST files whose md5s are pinned."""
-    monkeypatch.delenv(image_sources.DATA_ROOT_ENV, raising=False)
-    root = tmp_path / "root"
-    for dataset in (tv_datasets.MNIST, tv_datasets.FashionMNIST):
-        write_raw_files(root, dataset)
-        pin_tiny_md5s(monkeypatch, root, dataset)
-    return root
+from support import N_TEST_PER_CLASS, N_TRAIN_PER_CLASS, PIXEL_STEP, SIDE, write_raw_files
 
 
 def classes_of(images: np.ndarray) -> np.ndarray:

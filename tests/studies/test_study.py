@@ -6,13 +6,13 @@ import csv
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
 from scripts import aggregate
 from scripts import study as cli
-from tests.test_datasets import tiny_root  # noqa: F401 (a fixture)
 from vae_anomaly.errors import UserError
 from vae_anomaly.studies import study
+
+from conftest import ROOT
 
 
 def options(**changes):

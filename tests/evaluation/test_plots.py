@@ -1,11 +1,12 @@
 """Every axis of every plot says what it shows."""
 import numpy as np
 import yaml
-from conftest import ROOT
 from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
 
 from vae_anomaly.evaluation.metrics import pr_table, ranking_metrics, roc_table
 from vae_anomaly.evaluation.plots import loss_curves, roc_pr_figure
+
+from conftest import ROOT
 
 
 def evaluated_curves(labels: np.ndarray, scores: dict[str, np.ndarray]) -> dict[str, dict]:

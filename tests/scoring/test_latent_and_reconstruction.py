@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from support import score_params
 
 from vae_anomaly.evaluation.metrics import latent_metrics, reconstruction_metrics
 from vae_anomaly.model.vae import VAEConfig, build_model
@@ -15,6 +14,8 @@ from vae_anomaly.scoring.latent import (
 )
 from vae_anomaly.scoring.reconstruction import image_ssim, reconstruction_quality
 from vae_anomaly.scoring.scores import compute_scores
+
+from support import score_params
 
 
 def test_w2_in_one_dimension_is_the_distance_of_means_and_stds():

@@ -5,7 +5,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
 
 from vae_anomaly.errors import UserError
 from vae_anomaly.model.likelihoods import bernoulli_nll, gaussian_nll, kl_to_standard_normal
@@ -14,6 +13,8 @@ from vae_anomaly.model.schedules import kl_weight, reaches_full_beta
 from vae_anomaly.model.training import fit, seed_everything
 from vae_anomaly.model.vae import VAE, VAEConfig, build_model, load_model, save_model
 from vae_anomaly.pipeline import posterior_collapse
+
+from conftest import ROOT
 
 
 def schedule(name, **kw):

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
 
 from vae_anomaly.detector.detector import Detector
 from vae_anomaly.detector.predict import predict_file
 from vae_anomaly.errors import UserError
+
+from conftest import ROOT
 
 N_FEATURES = 5
 

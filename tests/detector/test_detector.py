@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT
 from sklearn.base import clone
 
 from vae_anomaly.data import splits, synthetic
@@ -21,6 +20,8 @@ from vae_anomaly.io import write_arrays, write_json
 from vae_anomaly.model.vae import save_model
 from vae_anomaly.pipeline import SPLITS, score_splits, train_model
 from vae_anomaly.scoring.reference import reference_arrays
+
+from conftest import ROOT
 
 SMALL = {
     "model": {"hidden_dims": [16, 8], "latent_dim": 2},
