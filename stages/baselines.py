@@ -2,8 +2,10 @@
 the record of what was adapted to the data and which detectors failed."""
 import logging
 
-from stages.paths import BASELINE_RECORD, BASELINE_SCORES, FEATURES
+from stages.paths import BASELINE_EXPLANATION, BASELINE_RECORD, BASELINE_SCORES, FEATURES
 from vae_anomaly.cli import run_stage
+from vae_anomaly.data.columns import read_encoding
+from vae_anomaly.data.splits import SPLITS
 from vae_anomaly.evaluation.baselines import DEEP_BASELINES, baseline_scores
 from vae_anomaly.io import read_arrays, write_arrays, write_json
 from vae_anomaly.parallel import usable_cores
@@ -25,9 +27,11 @@ def main() -> None:
         from vae_anomaly.model.vae import resolve_device
 
         resolve_device(device)
-    features = read_arrays(FEATURES)
-    scores, record = baseline_scores(features, params, device, JOBS)
+    features = read_arrays(FEATURES, *SPLITS)
+    encoding = read_encoding(FEATURES)
+    scores, record, per_column = baseline_scores(features, params, device, JOBS, encoding)
     write_arrays(BASELINE_SCORES, **scores)
+    write_arrays(BASELINE_EXPLANATION, **per_column)  # tables: per-column scores of the detectors that have them
     write_json(BASELINE_RECORD, record)
 
 

@@ -1,4 +1,4 @@
-"""detector: what scoring new data needs, in one folder: the trained model, the scaling and
+"""detector: what scoring new data needs, in one folder: the trained model, the columns and
 reference of the training split, the threshold (``python -m vae_anomaly predict`` reads it).
 
 It packages what the stages before it computed (the train stage's model file as it is, the
@@ -6,9 +6,9 @@ score stage's training reference and scores) with the writer ``Detector.save`` u
 (vae_anomaly/detector/folder.py), without loading a model: no torch, scikit-learn or PyOD."""
 import logging
 
-from stages.paths import DETECTOR, FEATURES, MODEL, REFERENCE, SCALING, THRESHOLD, TRAIN_SCORES, VAL_SCORES
+from stages.paths import DETECTOR, FEATURES, MODEL, REFERENCE, THRESHOLD, TRAIN_SCORES, VAL_SCORES
 from vae_anomaly.cli import run_stage
-from vae_anomaly.data.splits import Scaling
+from vae_anomaly.data.columns import read_encoding
 from vae_anomaly.detector.folder import SECTIONS, checked_params, write_detector_folder
 from vae_anomaly.errors import UserError
 from vae_anomaly.io import read_arrays, read_bytes, read_json, read_shape
@@ -24,14 +24,13 @@ def main() -> None:
     log.info("read params.yaml: score=%s threshold=%s", params["score"], params["threshold"])
     checked = checked_params({name: params[name] for name in SECTIONS}, params["data"]["val_fraction"])
     score = checked["score"]
-    reference = None
+    saved = read_arrays(REFERENCE)
+    explanation = {k.removeprefix("explanation_"): v for k, v in saved.items() if k.startswith("explanation_")}
+    reference = {k: v for k, v in saved.items() if not k.startswith("explanation_")} or None
     wanted = [name for name in score["names"] if name in names_that("reference")]
-    if wanted:
-        reference = read_arrays(REFERENCE)
-        if not reference:
-            raise UserError(f"{REFERENCE} holds no training reference, but score.names includes {wanted[0]}; "
-                            "re-run the score stage (`dvc repro score`)")
-    scaling = read_arrays(SCALING)  # empty for images, which are not scaled
+    if wanted and not reference:
+        raise UserError(f"{REFERENCE} holds no training reference, but score.names includes {wanted[0]}; "
+                        "re-run the score stage (`dvc repro score`)")
     combined_scales = None
     if "combined" in score["names"]:
         combined_scales = fit_combination(read_arrays(VAL_SCORES), score["combine"])
@@ -39,7 +38,8 @@ def main() -> None:
         DETECTOR, read_bytes(MODEL), params=checked, input_shape=read_shape(FEATURES, "train")[1:],
         val_fraction=params["data"]["val_fraction"], contamination=None, threshold=read_json(THRESHOLD)["threshold"],
         decision_scores=read_arrays(TRAIN_SCORES, score["primary"])[score["primary"]],
-        scaling=Scaling(**scaling) if scaling else None, reference=reference, combined_scales=combined_scales,
+        encoding=read_encoding(FEATURES), reference=reference if wanted else None, explanation=explanation or None,
+        combined_scales=combined_scales,
     )
 
 

@@ -11,6 +11,7 @@ import logging
 import numpy as np
 
 from stages.paths import (
+    BASELINE_EXPLANATION,
     BASELINE_RECORD,
     BASELINE_SCORES,
     CURVES,
@@ -19,6 +20,7 @@ from stages.paths import (
     LABELS,
     METRICS,
     PER_TYPE,
+    TEST_EXPLANATION,
     TEST_LATENT,
     TEST_RECONSTRUCTION,
     TEST_SCORES,
@@ -29,6 +31,7 @@ from vae_anomaly.evaluation.metrics import (
     CURVE_COLUMNS,
     curve_arrays,
     evaluate,
+    explanation_metrics,
     latent_metrics,
     per_type_metrics,
     ranking_metrics,
@@ -36,6 +39,7 @@ from vae_anomaly.evaluation.metrics import (
 )
 from vae_anomaly.io import read_arrays, read_json, write_arrays, write_csv, write_json
 from vae_anomaly.params import load_params
+from vae_anomaly.scoring.thresholds import flag
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +70,19 @@ def main() -> None:
                      "failed" if "error" in m else f"ROC-AUC {m['roc_auc']}, PR-AUC {m['pr_auc']}")
     detail["reconstruction"] = reconstruction_metrics(read_arrays(TEST_RECONSTRUCTION), labels["test_label"])
     detail["latent"] = latent_metrics(read_arrays(TEST_LATENT), labels["test_label"])
+    if "test_changed" in labels:  # the data knows which columns each anomaly changed
+        explanations = {**read_arrays(TEST_EXPLANATION), **read_arrays(BASELINE_EXPLANATION)}
+        detail["explanation"] = explanation_metrics(explanations, labels["test_changed"], labels["test_kind"],
+                                                    flag(scores[primary], threshold))
+        log.info("explanations, hit rate on the flagged anomalies: %s",
+                 {kind: m["hit_rate"] for kind, m in detail["explanation"].items()})
     log.info("normal test samples: reconstruction %s; latent %s", detail["reconstruction"], detail["latent"])
     write_json(METRICS, result)
     write_json(DETAIL, detail)
     write_json(PER_TYPE, per_type_metrics(labels["test_label"], labels["test_kind"], scores[primary], threshold))
     curves = {}
     if len(np.unique(labels["test_label"])) == 2:
-        curves = curve_arrays(labels["test_label"], {"scores": scores, "baselines": baseline_scores})
+        curves = curve_arrays(labels["test_label"], {"scores": scores, "baselines": baseline_scores}, detail)
     else:
         log.info("the test set holds one class only: ROC and PR curves are left empty")
     for name, columns in CURVE_COLUMNS.items():  # the primary score's, from the curves computed once

@@ -2,14 +2,14 @@
 dvc.yaml's deps and outs, declared once (tests/test_pipeline.py holds the two together)."""
 
 # prepare
-FEATURES = "data/prepared/features.npz"  # train, val, test
+FEATURES = "data/prepared/features.npz"  # train, val, test; columns: a table's encoding (data/columns.py)
 LABELS = "data/prepared/labels.npz"  # only evaluate and plot read it
-SCALING = "data/prepared/scaling.npz"  # the training split's mean and std (tables)
 DATA_SUMMARY = "reports/data_summary.json"
 EXAMPLES = "reports/figures_data/examples.png"
 # baselines
 BASELINE_SCORES = "data/baseline_scores/test.npz"
 BASELINE_RECORD = "reports/baselines.json"
+BASELINE_EXPLANATION = "data/baseline_scores/test_explanation.npz"  # tables: ECOD's tail score per column
 # train
 MODEL = "data/model.pt"
 TRAINING_LOG = "reports/train"  # DVCLive's: metrics.json (the latest epoch), plots/metrics/*.tsv
@@ -22,6 +22,7 @@ TEST_SCORES = f"{SCORES_DIR}/test.npz"
 TEST_LATENT = f"{SCORES_DIR}/test_latent.npz"
 TEST_RECONSTRUCTION = f"{SCORES_DIR}/test_reconstruction.npz"
 REFERENCE = f"{SCORES_DIR}/reference.npz"
+TEST_EXPLANATION = f"{SCORES_DIR}/test_explanation.npz"  # tables: each column's contribution, ours and a baseline
 # threshold
 THRESHOLD = "reports/threshold.json"
 # detector

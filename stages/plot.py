@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from stages.paths import CURVES, DETAIL, FEATURES, FIGURES_DIR, LABELS, MODEL, SCORES_DIR, THRESHOLD, TRAINING_LOG
+from stages.paths import CURVES, FEATURES, FIGURES_DIR, LABELS, MODEL, SCORES_DIR, THRESHOLD, TRAINING_LOG
 from vae_anomaly.cli import run_stage
+from vae_anomaly.data.splits import SPLITS
 from vae_anomaly.evaluation import plots
 from vae_anomaly.evaluation.baselines import FIGURE_PREFIX
 from vae_anomaly.io import read_arrays, read_json, save_figure
@@ -96,15 +97,15 @@ def make_figures(
     return figures
 
 
-def figure_curves(arrays: dict[str, np.ndarray], detail: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def figure_curves(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
     """The evaluate stage's curves ("<group>/<name>/<column>", group scores or baselines) by
     name in the figure, the PyOD baselines' with FIGURE_PREFIX, each with its ranking metrics
-    from detail.json (ROC-AUC, average precision)."""
+    (ROC-AUC, PR-AUC: the 0-d arrays) as numbers."""
     curves: dict[str, dict[str, Any]] = {}
     for key, values in arrays.items():
         group, name, column = key.split("/")
         shown = FIGURE_PREFIX + name if group == "baselines" else name
-        curves.setdefault(shown, dict(detail[group][name]))[column] = values
+        curves.setdefault(shown, {})[column] = values.item() if values.ndim == 0 else values
     return curves
 
 
@@ -112,7 +113,7 @@ def main() -> None:
     params = load_params()
     primary, plot_p = params["score"]["primary"], params["plot"]
     log.info("read params.yaml: score.primary=%s plot=%s", primary, plot_p)
-    features = read_arrays(FEATURES)
+    features = read_arrays(FEATURES, *SPLITS)
     labels = read_arrays(LABELS)
     scores = {split: read_arrays(f"{SCORES_DIR}/{split}.npz") for split in ("train", "test")}
     threshold = read_json(THRESHOLD)["threshold"]
@@ -122,7 +123,7 @@ def main() -> None:
 
         return load_model(MODEL)
 
-    curves = figure_curves(read_arrays(CURVES), read_json(DETAIL))
+    curves = figure_curves(read_arrays(CURVES))
     figures = make_figures(features, labels, scores, primary, threshold, read_history(TRAINING_LOG), model, plot_p,
                            curves)
     for name, fig in figures.items():

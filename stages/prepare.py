@@ -1,9 +1,10 @@
 """prepare: build the dataset's splits; test labels go to a file only evaluation reads; the
-training statistics that scaled a table go beside them."""
+columns a table was encoded with (kinds, scaling, categories) go with them."""
 import logging
 
-from stages.paths import DATA_SUMMARY, EXAMPLES, FEATURES, LABELS, SCALING
+from stages.paths import DATA_SUMMARY, EXAMPLES, FEATURES, LABELS
 from vae_anomaly.cli import run_stage
+from vae_anomaly.data.columns import encoding_member
 from vae_anomaly.data.figures import examples_figure
 from vae_anomaly.data.sources import IMAGE_SOURCES, make_splits
 from vae_anomaly.io import save_figure, write_arrays, write_json
@@ -20,10 +21,11 @@ def main() -> None:
         log.info("data.protocol=%s%s", data["protocol"],
                  "" if data["protocol"] == "plain" else f", data.classes={data['classes']}")
     splits = make_splits(data)
-    write_arrays(FEATURES, train=splits.train, val=splits.val, test=splits.test)
+    # With the splits, the columns of tables (kinds, scaling, categories): for the train
+    # stage's likelihoods, the baselines' encoders and the detector's new rows.
+    write_arrays(FEATURES, train=splits.train, val=splits.val, test=splits.test,
+                 **encoding_member(splits.encoding))
     write_arrays(LABELS, **splits.labels())
-    # The training statistics of tables, for the detector to scale new rows; none for images.
-    write_arrays(SCALING, **(vars(splits.scaling) if splits.scaling else {}))
     write_json(DATA_SUMMARY, splits.summary())
     save_figure(examples_figure(splits), EXAMPLES, crop=True)
 

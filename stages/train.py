@@ -6,6 +6,7 @@ import torch
 
 from stages.paths import FEATURES, MODEL, TRAIN_METRICS, TRAINING_LOG
 from vae_anomaly.cli import run_stage
+from vae_anomaly.data.columns import read_encoding
 from vae_anomaly.io import read_arrays, write_json
 from vae_anomaly.model.training_log import epoch_log
 from vae_anomaly.model.vae import resolve_device, save_model
@@ -20,8 +21,11 @@ def main() -> None:
     log.info("read params.yaml: model=%s train=%s", params["model"], params["train"])
     device = resolve_device(params["train"]["device"])
     features = read_arrays(FEATURES, "train", "val")  # not the test split: memory
+    encoding = read_encoding(FEATURES)
+    categorical = encoding.categorical_blocks() if encoding else []
     with epoch_log(TRAINING_LOG) as log_epoch:
-        model, history, summary = train_model(features["train"], features["val"], params, device, log_epoch)
+        model, history, summary = train_model(features["train"], features["val"], params, device, log_epoch,
+                                              categorical)
     log.info("logged %d epochs to %s (DVCLive)", len(history), TRAINING_LOG)
     save_model(model, MODEL)
     # CPU and CUDA kernels round differently, so the same params give other metrics there.

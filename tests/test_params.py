@@ -2,11 +2,10 @@ import difflib
 
 import pytest
 import yaml
+from conftest import ROOT, raw_params
 
 from vae_anomaly.errors import ParamsError
 from vae_anomaly.params import default_params, load_params, resolve_auto, validate
-
-from conftest import ROOT, raw_params
 
 
 def test_default_params_are_valid(params):
@@ -179,8 +178,8 @@ def test_dvc_exp_run_set_param_changes_only_its_own_lines(params, tmp_path):
     original = (ROOT / "params.yaml").read_text()
     path = tmp_path / "params.yaml"
     for key, value in leaves(params):
-        if isinstance(value, list):
-            changes = [("[]", []), ("[7,8,9]", [7, 8, 9])]
+        if isinstance(value, list):  # (an empty list set to [] changes nothing)
+            changes = [("[]", []), ("[7,8,9]", [7, 8, 9])] if value else [("[id,label]", ["id", "label"])]
         elif isinstance(value, bool):
             changes = [(str(not value).lower(), not value)]
         elif isinstance(value, (int, float)):

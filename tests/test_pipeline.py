@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
-from benchmarks.project import project_copy, tool_env
-from vae_anomaly.params import load_params
-
 from conftest import ROOT
 from support import imported_modules, module_file
+
+from benchmarks.project import project_copy, tool_env
+from vae_anomaly.data.columns import read_encoding
+from vae_anomaly.params import load_params
 
 
 def shrink() -> dict:
@@ -182,13 +182,19 @@ def test_plot_of_a_table_imports_neither_scikit_learn_nor_scipy_nor_torch(projec
     assert (project / "reports/figures/roc_pr.png").is_file()
 
 
+def original_units(project: Path, x: np.ndarray) -> np.ndarray:
+    """Prepared (standardised) rows back in the units of the table they came from."""
+    columns = read_encoding(project / "data/prepared/features.npz").columns
+    mean, std = (np.array([getattr(c, key) for c in columns]) for key in ("mean", "std"))
+    return x.astype(np.float64) * std + mean
+
+
 def test_predict_on_the_test_rows_gives_the_score_stages_scores(project):
     """A user's view: after `dvc repro`, the test split's rows in their original units, as a
     .csv, scored by `python -m vae_anomaly predict` with data/detector."""
     dvc("repro", cwd=project)  # up to date when the test above ran first
-    with np.load(project / "data/prepared/features.npz") as features, \
-            np.load(project / "data/prepared/scaling.npz") as scaling:
-        rows = features["test"].astype(np.float64) * scaling["std"] + scaling["mean"]
+    with np.load(project / "data/prepared/features.npz") as features:
+        rows = original_units(project, features["test"])
     with np.load(project / "data/scores/test.npz") as scores:
         expected = dict(scores)
     header = ",".join(f"x{j}" for j in range(rows.shape[1]))
@@ -215,9 +221,8 @@ def test_a_registered_detector_is_fetched_by_name_and_loads(project, tmp_path):
     run(["git", "tag", "-a", "detector@v0.1.0", "-m", "Registering artifact detector version v0.1.0"], project)
     dvc("artifacts", "get", ".", "detector", "-o", str(tmp_path / "detector"), cwd=project)
     detector = Detector.load(tmp_path / "detector", "cpu")
-    with np.load(project / "data/prepared/features.npz") as features, \
-            np.load(project / "data/prepared/scaling.npz") as scaling:
-        rows = features["test"][:50].astype(np.float64) * scaling["std"] + scaling["mean"]
+    with np.load(project / "data/prepared/features.npz") as features:
+        rows = original_units(project, features["test"][:50])
     with np.load(project / "data/scores/test.npz") as scores:
         np.testing.assert_allclose(detector.decision_function(rows), scores[detector.primary][:50], rtol=1e-5)
 

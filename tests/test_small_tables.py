@@ -8,12 +8,11 @@ import logging
 import numpy as np
 import pytest
 import yaml
+from conftest import ROOT
 
 from vae_anomaly.errors import UserError
 from vae_anomaly.evaluation import baselines as baselines_module
 from vae_anomaly.evaluation.baselines import baseline_scores
-
-from conftest import ROOT
 
 STAGES = ("prepare", "baselines", "train", "score", "threshold", "detector", "evaluate", "plot")
 
@@ -153,7 +152,7 @@ def test_a_baseline_with_non_finite_scores_counts_as_failed(monkeypatch, params)
                         lambda n, *args: NaNScores() if n == "ecod" else real(n, *args))
     x, _ = table(60, 0, 4)
     p = {**params, "baselines": {**params["baselines"], "names": ["iforest", "ecod"]}}
-    scores, record = baseline_scores({"train": x, "val": x, "test": x[:7]}, p)
+    scores, record, _ = baseline_scores({"train": x, "val": x, "test": x[:7]}, p)
     assert list(scores) == ["iforest"]
     assert record["failed"] == {"ecod": "ValueError: 7 of its 7 test scores are NaN or infinite"}
 
@@ -164,7 +163,7 @@ def test_deep_baselines_train_on_fewer_rows_than_one_batch(params):
     x, _ = table(66, 0, 6)
     p = {**params, "baselines": {**params["baselines"], "names": ["autoencoder", "vae"]},
          "train": {**params["train"], "epochs": 2}}
-    scores, record = baseline_scores({"train": x, "val": x, "test": x}, p)
+    scores, record, _ = baseline_scores({"train": x, "val": x, "test": x}, p)
     assert record["failed"] == {} and set(scores) == {"autoencoder", "vae"}
     assert record["adaptations"]["train.batch_size"]["used"] == 66
 

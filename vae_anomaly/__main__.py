@@ -18,22 +18,29 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--detector", required=True, metavar="DIR",
                          help="a saved detector: data/detector (from `dvc repro`) or a folder of Detector.save")
     predict.add_argument("--input", required=True, metavar="FILE",
-                         help=".csv or .parquet: a header row, one numeric column per feature; .npz: the array X "
-                              "(rows, or images N x C x H x W in [0, 1])")
+                         help=".csv or .parquet: a header row and the columns the detector was fitted on, by name "
+                              "(any order; numbers, text, booleans, empty cells); .npz: the array X (rows of numbers, "
+                              "or images N x C x H x W in [0, 1])")
     predict.add_argument("--output", required=True, metavar="FILE", help=".csv, .parquet or .npz")
     predict.add_argument("--chunk-rows", type=int, default=None, metavar="N",
                          help="rows read and scored at once, which bounds memory (default 65536)")
     predict.add_argument("--device", choices=("cpu", "cuda"), default=None,
                          help="where to score (default: the detector's train.device)")
+    predict.add_argument("--explain", type=int, default=0, metavar="K",
+                         help="tables: add the K columns that contribute most to each row's score, and their "
+                              "contributions in nats (top1_column, top1_contribution, ...; docs/detector.md)")
     return root
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    from .detector.predict import CHUNK_ROWS, predict_file  # imports torch: after --help and usage errors
+    from .detector.predict import (  # imports torch: after --help and usage errors
+        CHUNK_ROWS,
+        predict_file,
+    )
 
     run_main(lambda: predict_file(args.detector, args.input, args.output,
-                                   args.chunk_rows or CHUNK_ROWS, args.device))
+                                   args.chunk_rows or CHUNK_ROWS, args.device, args.explain))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ class ParamsError(ValueError):
     """A params document that does not match the schema; the message says how to fix it."""
 
 
-class InputError(UserError):
+class InputError(UserError, ValueError):
     """Data a detector cannot score: what is wrong (``problem``), and where: ``row`` (0-based
     in the array given) and ``column`` (a feature's index or name, or a pixel's (channel, y, x))."""
 
@@ -19,3 +19,4 @@ class InputError(UserError):
         self.problem, self.row, self.column = problem, row, column
         where = "" if row is None else f"X[{row}]" if column is None else f"X[{row}, {column}]"
         super().__init__(f"{where}: {problem}" if where else problem)
+

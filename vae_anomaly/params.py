@@ -218,6 +218,8 @@ SCHEMA: dict[str, Any] = {
             "path": Text(default=""),
             "label_column": Text(default="label"),
             "train_fraction": Number(0, 1, low_open=True, default=0.5),
+            "categorical": ListOf(Text(), min_len=0, default=()),
+            "drop_columns": ListOf(Text(), min_len=0, default=()),
         },
         "digits": {
             "test_fraction": Number(0, 0.5, low_open=True, default=0.3),

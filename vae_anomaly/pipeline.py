@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .data.sizing import capped_batch_size
+from .data.splits import SPLITS
 from .errors import UserError
 from .model.training import fit, seed_everything
 from .model.vae import VAE, VAEConfig, build_model
@@ -20,11 +21,10 @@ from .scoring.scores import compute_scores
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 
-
-def model_config(model: dict[str, Any], input_shape: tuple[int, ...]) -> VAEConfig:
-    """The architecture of the ``model`` params section for data of ``input_shape``."""
+def model_config(model: dict[str, Any], input_shape: tuple[int, ...], categorical: list[list[int]] = ()) -> VAEConfig:
+    """The architecture of the ``model`` params section for data of ``input_shape`` whose
+    categorical columns are the one-hot blocks ``categorical`` ([start, width] each)."""
     return VAEConfig(
         input_shape=list(input_shape),
         hidden_dims=model["hidden_dims"],
@@ -33,6 +33,7 @@ def model_config(model: dict[str, Any], input_shape: tuple[int, ...]) -> VAEConf
         conv_channels=model["conv_channels"],
         likelihood=model["likelihood"],
         kind=model["kind"],
+        categorical=[list(block) for block in categorical],
     )
 
 
@@ -47,13 +48,14 @@ def check_data_fits_likelihood(likelihood: str, train_x: np.ndarray) -> None:
 
 def train_model(
     train_x: np.ndarray, val_x: np.ndarray, params: dict[str, Any], device: torch.device,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None, categorical: list[list[int]] = (),
 ) -> tuple[VAE, list[dict[str, float]], dict[str, Any]]:
-    """Build and fit the model of ``params`` (sections ``model`` and ``train``); return it,
-    its history (one row per epoch, each also given to ``on_epoch`` as it ends) and the
-    summary that ``train_metrics.json`` records."""
+    """Build and fit the model of ``params`` (sections ``model`` and ``train``) on table rows
+    whose categorical columns are the blocks ``categorical`` (ColumnEncoding.categorical_blocks),
+    or images; return it, its history (one row per epoch, each also given to ``on_epoch`` as it
+    ends) and the summary that ``train_metrics.json`` records."""
     model_p, train_p = params["model"], params["train"]
-    config = model_config(model_p, train_x.shape[1:])
+    config = model_config(model_p, train_x.shape[1:], categorical)
     check_data_fits_likelihood(config.likelihood, train_x)
     seed_everything(train_p["seed"])
     model = build_model(config).to(device)

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import yaml
+from support import N_TEST_PER_CLASS, N_TRAIN_PER_CLASS, PIXEL_STEP, SIDE, write_raw_files
 from torchvision import datasets as tv_datasets
 
 from vae_anomaly.data import images as image_sources
@@ -10,8 +11,6 @@ from vae_anomaly.data.splits import NORMAL, OUTLIER
 from vae_anomaly.data.synthetic import make_synthetic
 from vae_anomaly.errors import ParamsError, UserError
 from vae_anomaly.params import N_CLASSES, validate
-
-from support import N_TEST_PER_CLASS, N_TRAIN_PER_CLASS, PIXEL_STEP, SIDE, write_raw_files
 
 
 def classes_of(images: np.ndarray) -> np.ndarray:
@@ -185,7 +184,7 @@ def test_blobs2d_contaminated_train_with_labels(params):
 
 def test_synthetic_labels_file_keeps_its_keys(params):
     cfg = {**params["data"]["synthetic"], "n_train": 50, "n_val": 10, "n_test": 40}
-    assert set(make_synthetic(cfg, seed=0).labels()) == {"test_label", "test_kind"}
+    assert set(make_synthetic(cfg, seed=0).labels()) == {"test_label", "test_kind", "test_changed"}
 
 
 # --- params ----------------------------------------------------------------------------------

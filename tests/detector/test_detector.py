@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import ROOT
 from sklearn.base import clone
 
 from vae_anomaly.data import splits, synthetic
+from vae_anomaly.data.columns import encoding_member
 from vae_anomaly.detector.detector import Detector
 from vae_anomaly.detector.folder import FORMAT
 from vae_anomaly.errors import InputError, ParamsError, UserError
@@ -20,8 +22,6 @@ from vae_anomaly.io import write_arrays, write_json
 from vae_anomaly.model.vae import save_model
 from vae_anomaly.pipeline import SPLITS, score_splits, train_model
 from vae_anomaly.scoring.reference import reference_arrays
-
-from conftest import ROOT
 
 SMALL = {
     "model": {"hidden_dims": [16, 8], "latent_dim": 2},
@@ -60,7 +60,7 @@ def test_fit_and_decision_function_give_the_pipelines_scores(raw, fitted, params
     model, _, _ = train_model(prepared.train, prepared.val, params, torch.device("cpu"))
     pipeline = score_splits(model, {"train": prepared.train, "val": prepared.val, "test": prepared.test},
                             params["score"], params["train"]["seed"])
-    scores = fitted.score_samples(raw.test)
+    scores = fitted.all_scores(raw.test)
     for name in SMALL["score"]["names"]:
         np.testing.assert_allclose(scores[name], pipeline["test"][name], rtol=1e-6)
     np.testing.assert_allclose(fitted.decision_function(raw.test), pipeline["test"]["negative_elbo"], rtol=1e-6)
@@ -92,7 +92,7 @@ def test_fit_on_the_training_rows_alone_matches_the_pipelines_roc_auc(monkeypatc
 
 
 def test_scores_do_not_depend_on_how_a_stream_is_cut(raw, fitted):
-    whole = fitted.score_samples(raw.test)
+    whole = fitted.all_scores(raw.test)
     cuts = [0, 1, 50, 64, 65, 190, 200]
     parts = list(fitted.score_stream(raw.test[a:b] for a, b in zip(cuts[:-1], cuts[1:])))
     for name in whole:
@@ -105,13 +105,15 @@ def test_a_saved_detector_loads_and_scores_the_same(raw, fitted, tmp_path):
     assert loaded.threshold_ == fitted.threshold_ and loaded.params_ == fitted.params_
     np.testing.assert_array_equal(loaded.decision_scores_, fitted.decision_scores_)
     np.testing.assert_array_equal(loaded.labels_, fitted.labels_)
-    for name, values in fitted.score_samples(raw.test).items():
-        np.testing.assert_array_equal(loaded.score_samples(raw.test)[name], values)
+    for name, values in fitted.all_scores(raw.test).items():
+        np.testing.assert_array_equal(loaded.all_scores(raw.test)[name], values)
     meta = json.loads((tmp_path / "detector/detector.json").read_text())
     assert meta["format"] == FORMAT and {"torch", "numpy", "scikit-learn", "vae_anomaly"} <= set(meta["versions"])
     assert sorted(p.name for p in (tmp_path / "detector").iterdir()) == ["arrays.npz", "detector.json", "model.pt"]
     with np.load(tmp_path / "detector/arrays.npz", allow_pickle=False) as arrays:  # plain arrays, no pickle
-        assert {"scaling_mean", "scaling_std", "reference_codes", "reference_joint"} <= set(arrays.files)
+        assert {"reference_codes", "reference_joint", "explanation_covariance"} <= set(arrays.files)
+    assert meta["columns"]["columns"][0] == {"name": "x0", "kind": "numeric", "mean": fitted.encoding_.columns[0].mean,
+                                             "std": fitted.encoding_.columns[0].std, "categories": []}
 
 
 def test_the_detector_stage_writes_the_folder_save_writes(raw, fitted, tmp_path, monkeypatch):
@@ -126,20 +128,20 @@ def test_the_detector_stage_writes_the_folder_save_writes(raw, fitted, tmp_path,
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     x_train, x_val = fitted.check_input(raw.train), fitted.check_input(raw.val)  # as fit scaled them
     save_model(fitted.model_, stage.MODEL)
-    write_arrays(stage.FEATURES, train=x_train)
-    write_arrays(stage.SCALING, mean=fitted.scaling_.mean, std=fitted.scaling_.std)
+    write_arrays(stage.FEATURES, train=x_train, **encoding_member(fitted.encoding_))
     write_arrays(stage.TRAIN_SCORES, **{fitted.primary: fitted.decision_scores_})
     seed = fitted.params_["train"]["seed"]
     write_arrays(stage.VAL_SCORES, **fitted._compute(x_val, seed + SPLITS.index("val"), components=True))
-    write_arrays(stage.REFERENCE, **reference_arrays(fitted.reference_))
+    write_arrays(stage.REFERENCE, **reference_arrays(fitted.reference_),
+                 **{f"explanation_{k}": v for k, v in fitted.explanation_.arrays().items()})
     write_json(stage.THRESHOLD, {"threshold": fitted.threshold_})
     stage.main()
     fitted.save(tmp_path / "saved")
     for name in ("model.pt", "arrays.npz", "detector.json"):
         assert (tmp_path / stage.DETECTOR / name).read_bytes() == (tmp_path / "saved" / name).read_bytes(), name
     loaded = Detector.load(stage.DETECTOR, "cpu")
-    for name, values in fitted.score_samples(raw.test).items():
-        np.testing.assert_array_equal(loaded.score_samples(raw.test)[name], values)
+    for name, values in fitted.all_scores(raw.test).items():
+        np.testing.assert_array_equal(loaded.all_scores(raw.test)[name], values)
     write_arrays(stage.REFERENCE)  # what the score stage writes without reference scores
     with pytest.raises(UserError, match=r"reference.npz holds no training reference, but score.names includes "
                                         r"latent_residual_knn; re-run the score stage"):
@@ -162,7 +164,7 @@ def test_load_refuses_another_format_version_and_a_folder_that_is_not_a_detector
     meta["format"] = "vae_anomaly/detector-v0"
     (folder / "detector.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match=r"format 'vae_anomaly/detector-v0', but this vae_anomaly .* reads "
-                                        r"'vae_anomaly/detector-v1' only; save it again"):
+                                        r"'vae_anomaly/detector-v2' only; save it again"):
         Detector.load(folder)
     shutil.rmtree(folder)
     folder.mkdir()
@@ -174,16 +176,30 @@ def test_inputs_it_cannot_score_are_refused_with_the_row_and_column(raw, fitted)
     with pytest.raises(InputError, match=r"X holds rows of 29 features; the detector was fitted on rows of 30"):
         fitted.decision_function(raw.test[:, :29])
     bad = raw.test.copy()
-    bad[7, 3] = np.nan
-    with pytest.raises(InputError, match=r"X\[7, 3\]: NaN \(a missing value\)"):
-        fitted.decision_function(bad)
     bad[7, 3] = np.inf
     with pytest.raises(InputError, match=r"X\[7, 3\]: an infinite value"):
         fitted.predict(bad)
-    with pytest.raises(InputError, match=r"X holds <U1 values; a detector scores numbers only"):
+    bad[7, 3] = 1e300  # finite in float64, beyond float32 once scaled
+    with pytest.raises(InputError, match=r"X\[7, 3\]: the value 1e\+300 is too large to score"):
+        fitted.predict(bad)
+    with pytest.raises(InputError, match=r"X holds <U1 values: give text and categories as a pandas DataFrame"):
         fitted.decision_function(np.array([["a"] * 30]))
+    with pytest.raises(InputError, match=r"X is 1-D \(shape \(30,\)\); expected a table .*Reshape your data"):
+        fitted.decision_function(raw.test[0])
     with pytest.raises(UserError, match=r"not fitted: call fit\(X\) first"):
         Detector().decision_function(raw.test)
+
+
+def test_a_missing_value_is_scored_on_what_the_row_holds(raw, fitted):
+    """A gap is no error: the row is scored on its other entries (the likelihood and the
+    distances leave the entry out), and only that row's scores change."""
+    gappy = raw.test[:50].copy()
+    gappy[7, 3] = np.nan
+    whole, with_gap = fitted.all_scores(raw.test[:50]), fitted.all_scores(gappy)
+    for name in whole:
+        assert np.isfinite(with_gap[name]).all(), name
+        others = np.arange(50) != 7
+        np.testing.assert_allclose(with_gap[name][others], whole[name][others], rtol=1e-5, err_msg=name)
 
 
 def test_image_detector_refuses_other_shapes_integers_and_intensities_outside_0_1():
@@ -238,7 +254,7 @@ def test_clone_get_params_and_set_params_follow_scikit_learn():
     twin = clone(detector)
     assert twin is not detector and twin.get_params() == detector.get_params() == {
         "model": {"latent_dim": 2}, "train": {"epochs": 3}, "score": None, "threshold": None,
-        "val_fraction": 0.1, "contamination": 0.05}
+        "val_fraction": 0.1, "contamination": 0.05, "categorical": None}
     assert twin.model is not detector.model  # deep-copied: changing one leaves the other
     assert twin.set_params(contamination=None, train={"epochs": 5}) is twin
     assert (twin.contamination, twin.train, detector.train) == (None, {"epochs": 5}, {"epochs": 3})

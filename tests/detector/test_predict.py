@@ -10,12 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import ROOT
 
 from vae_anomaly.detector.detector import Detector
 from vae_anomaly.detector.predict import predict_file
 from vae_anomaly.errors import UserError
-
-from conftest import ROOT
 
 N_FEATURES = 5
 
@@ -56,7 +55,7 @@ def test_every_format_gives_the_detectors_scores_and_flags(tabular, tmp_path, fm
     np.savez(path, X=rows) if fmt_in == "npz" else write_table(path, rows)
     out = tmp_path / f"scores.{fmt_out}"
     counts = predict_file(folder, path, out, chunk_rows=40)  # three chunks, the last one short
-    got, expected = read_output(out), detector.score_samples(rows)
+    got, expected = read_output(out), detector.all_scores(rows)
     assert list(got) == ["negative_elbo", "reconstruction_mse", "latent_knn", "anomaly"]
     for name, values in expected.items():
         np.testing.assert_allclose(got[name], values, rtol=1e-9)
@@ -75,17 +74,17 @@ def test_the_chunk_size_changes_nothing(tabular, tmp_path):
 def bad_table_cases(rows):
     text = pd.DataFrame(rows, columns=[f"f{j}" for j in range(N_FEATURES)]).astype(object)
     text.loc[72, "f3"] = "n/a?"
-    missing = pd.DataFrame(rows.copy(), columns=[f"f{j}" for j in range(N_FEATURES)])
-    missing.loc[61, "f2"] = np.nan
+    huge = pd.DataFrame(rows.copy(), columns=[f"f{j}" for j in range(N_FEATURES)])
+    huge.loc[61, "f2"] = 1e300
     return {
         "wrong feature count": (pd.DataFrame(rows[:, :4], columns=["a", "b", "c", "label"]),
-                                r"new.csv has 4 columns \(a, b, c, label\); the detector takes 5 features"),
+                                r"new.csv: 4 columns \(a, b, c, label\); the detector takes 5 numbers a row"),
         "non-numeric": (text, r"new.csv, row 73 \(line 74\), column 'f3': 'n/a\?' is not a number"),
-        "NaN": (missing, r"new.csv, row 62 \(line 63\), column 'f2': NaN \(a missing value\)"),
+        "too large": (huge, r"new.csv, row 62 \(line 63\), column 'f2': the value 1e\+300 is too large to score"),
     }
 
 
-@pytest.mark.parametrize("case", ["wrong feature count", "non-numeric", "NaN"])
+@pytest.mark.parametrize("case", ["wrong feature count", "non-numeric", "too large"])
 def test_a_bad_csv_is_refused_by_row_and_column_and_writes_no_output(tabular, tmp_path, case):
     folder, _, rows = tabular
     frame, message = bad_table_cases(rows)[case]
@@ -123,7 +122,7 @@ def test_a_bad_parquet_or_npz_is_refused_with_its_place(tabular, tmp_path):
 def test_the_command_line_prints_one_line_and_exits_2_on_bad_input(tabular, tmp_path):
     folder, _, rows = tabular
     bad = rows.copy()
-    bad[3, 4] = np.nan
+    bad[3, 4] = np.inf
     write_table(tmp_path / "new.csv", bad)
     done = subprocess.run(
         [sys.executable, "-m", "vae_anomaly", "predict", "--detector", str(folder), "--input",
@@ -132,8 +131,7 @@ def test_the_command_line_prints_one_line_and_exits_2_on_bad_input(tabular, tmp_
     )
     assert done.returncode == 2, done.stderr
     errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
-    assert errors == [f"vae_anomaly ERROR: {tmp_path / 'new.csv'}, row 4 (line 5), column 'f4': NaN (a missing "
-                      "value); fill or drop it before scoring"]
+    assert errors == [f"vae_anomaly ERROR: {tmp_path / 'new.csv'}, row 4 (line 5), column 'f4': an infinite value (inf)"]
     assert "Traceback" not in done.stderr and not (tmp_path / "scores.csv").exists()
 
 

@@ -44,7 +44,7 @@ def quiet(monkeypatch):
 
 def test_every_baseline_ranks_clear_anomalies_above_normal_rows():
     train, test, labels = data()
-    scores, record = baseline_scores(features(train, test), small_params(["iforest", "ecod", "knn", "autoencoder", "vae"]))
+    scores, record, _ = baseline_scores(features(train, test), small_params(["iforest", "ecod", "knn", "autoencoder", "vae"]))
     assert record == {"n_fit": 200, "adaptations": {}, "failed": {}}
     assert list(scores) == ["iforest", "ecod", "knn", "autoencoder", "vae"]
     for name, s in scores.items():
@@ -56,7 +56,7 @@ def test_seeded_runs_agree_and_images_are_flattened():
     rng = np.random.default_rng(0)
     train, test = rng.random((100, 1, 4, 4), dtype=np.float32), rng.random((30, 1, 4, 4), dtype=np.float32)
     params = small_params(["iforest", "vae"], epochs=1)
-    (first, _), (second, _) = (baseline_scores(features(train, test), params) for _ in range(2))
+    (first, _, _), (second, _, _) = (baseline_scores(features(train, test), params) for _ in range(2))
     for name in params["baselines"]["names"]:
         np.testing.assert_array_equal(first[name], second[name])
 
@@ -66,8 +66,8 @@ def test_baselines_fitted_in_worker_processes_score_as_fitted_in_turn():
     baselines.names, and the same record (compressed_length fails on a table, in both)."""
     train, test, _ = data()
     params = small_params(["compressed_length", "iforest", "knn", "autoencoder", "vae"])
-    scores, record = baseline_scores(features(train, test), params)
-    in_workers, record_in_workers = baseline_scores(features(train, test), params, jobs=2)
+    scores, record, _ = baseline_scores(features(train, test), params)
+    in_workers, record_in_workers, _ = baseline_scores(features(train, test), params, jobs=2)
     assert record_in_workers == record and list(record["failed"]) == ["compressed_length"]
     assert list(in_workers) == list(scores) == ["iforest", "knn", "autoencoder", "vae"]
     for name in scores:
@@ -113,7 +113,7 @@ def test_compressed_length_is_minus_the_lossless_length_of_each_image():
     rng = np.random.default_rng(0)
     images = (rng.integers(0, 256, size=(6, 1, 8, 8)) / 255).astype(np.float32)
     images[:3] = 0.0  # blank images: the shortest codes, so the highest scores
-    scores, _ = baseline_scores(features(images, images), small_params(["compressed_length"]))
+    scores, _, _ = baseline_scores(features(images, images), small_params(["compressed_length"]))
     np.testing.assert_array_equal(scores["compressed_length"], -compressed_bits(images, "png"))
     assert scores["compressed_length"][:3].min() > scores["compressed_length"][3:].max()
 

@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 
 from vae_anomaly.errors import UserError
 from vae_anomaly.model.likelihoods import bernoulli_nll, gaussian_nll, kl_to_standard_normal
@@ -13,8 +14,6 @@ from vae_anomaly.model.schedules import kl_weight, reaches_full_beta
 from vae_anomaly.model.training import fit, seed_everything
 from vae_anomaly.model.vae import VAE, VAEConfig, build_model, load_model, save_model
 from vae_anomaly.pipeline import posterior_collapse
-
-from conftest import ROOT
 
 
 def schedule(name, **kw):
@@ -162,8 +161,8 @@ def test_schedules_that_never_reach_full_beta_are_detected():
 def test_non_finite_validation_loss_names_the_epoch():
     model = VAE(VAEConfig([6], [16], 2))
     val = tiny_data(64, seed=1)
-    val[3, 2] = np.nan  # training data finite, so only the validation loss goes wrong
-    with pytest.raises(UserError, match=r"^the validation loss at epoch 1 is nan;.*train.lr"):
+    val[3, 2] = np.inf  # training data finite, so only the validation loss goes wrong (NaN is a missing value)
+    with pytest.raises(UserError, match=r"^the validation loss at epoch 1 is (inf|nan);.*train.lr"):
         fit(model, tiny_data(), val, 1.0, train_params(), torch.device("cpu"))
 
 
@@ -177,7 +176,7 @@ def test_same_seed_same_weights():
 def test_non_finite_loss_names_epoch_and_batch():
     model = VAE(VAEConfig([6], [16], 2))
     data = tiny_data()
-    data[0, 0] = np.nan
+    data[0, 0] = np.inf
     with pytest.raises(UserError, match=r"epoch 1, batch 1.*train.lr"):
         fit(model, data, tiny_data(64), 1.0, train_params(batch_size=512), torch.device("cpu"))
 

@@ -27,8 +27,8 @@ def _source_splits(data_params: dict[str, Any]) -> Splits:
         return synthetic.make_synthetic(data_params["synthetic"], seed)
     if source == "file":
         cfg = data_params["file"]
-        table = tables.load_table(cfg["path"], cfg["label_column"])
-        return split_table(table, cfg["train_fraction"], data_params["val_fraction"], seed)
+        table = tables.load_table(cfg["path"], cfg["label_column"], cfg["drop_columns"])
+        return split_table(table, cfg["train_fraction"], data_params["val_fraction"], seed, cfg["categorical"])
     if source == "blobs2d":
         return synthetic.make_blobs2d(data_params["blobs2d"], seed, data_params["val_fraction"])
     rng = np.random.default_rng(seed)

@@ -7,12 +7,13 @@ the evaluation ever reads them.
 
 Labelled images are split into normal and anomalous classes by ``data.protocol``
 (:func:`split_by_protocol`), a user's labelled table by its labels (:func:`split_table`).
-Tabular arrays are (N, D), standardised with training statistics (:class:`Scaling`, kept
-in ``Splits.scaling`` so that new rows can be scaled alike); images are float32
-(N, 1, H, W) in [0, 1].
+Tables are (N, D) float32, encoded with the training split's columns (columns.py: numbers
+standardised, categories one-hot, NaN where missing), kept in ``Splits.encoding`` so that new
+rows are encoded alike; images are float32 (N, C, H, W) in [0, 1].
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -22,8 +23,12 @@ import numpy as np
 
 from . import images as image_sources
 from . import tables
+from .columns import ColumnEncoding
 from .sizing import MIN_TRAIN_ROWS, MIN_VAL_ROWS, Adaptations, validation_rows
 
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")  # the members of prepare's features.npz, in their seed order
 NORMAL = "normal"
 OUTLIER = "outlier"  # the one anomaly kind of blobs2d
 ANOMALY = "anomaly"  # the one anomaly kind of a user's file (data.source = 'file')
@@ -42,14 +47,18 @@ class Splits:
     val_label: np.ndarray | None = None
     # What a small dataset changed (data.val_fraction raised to its minimum), by param.
     adaptations: Adaptations = field(default_factory=dict)
-    # The training statistics the tabular splits were standardised with; None for images,
-    # which stay in [0, 1].
-    scaling: Scaling | None = None
+    # The training split's columns the tables were encoded with; None for images, which stay
+    # in [0, 1].
+    encoding: ColumnEncoding | None = None
+    # Which columns each test row's anomaly changed, where the data knows (synthetic): bool
+    # (N_test, columns), all False for normal rows. Only evaluate reads it.
+    test_changed: np.ndarray | None = None
 
     def labels(self) -> dict[str, np.ndarray]:
-        """The arrays of data/prepared/labels.npz: the test labels, and train/val labels if any."""
+        """The arrays of data/prepared/labels.npz: the test labels, and train/val labels and the
+        changed columns if any."""
         arrays = {"test_label": self.test_label, "test_kind": self.test_kind}
-        for name in ("train_label", "val_label"):
+        for name in ("train_label", "val_label", "test_changed"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         return arrays
@@ -73,30 +82,13 @@ class Splits:
         }
 
 
-@dataclass
-class Scaling:
-    """Per-feature mean and std of a training split: what tabular data is standardised with,
-    in ``prepare`` and in a detector scoring new rows."""
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def fit(cls, train: np.ndarray) -> Scaling:
-        std = train.std(axis=0)
-        std[std == 0] = 1.0  # a constant feature stays constant instead of becoming NaN
-        return cls(train.mean(axis=0), std)
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.mean) / self.std).astype(np.float32)
-
-
-def standardize(splits: Splits) -> Splits:
-    """Scale every split with the mean and std of the training split alone."""
-    scaling = Scaling.fit(splits.train)
+def standardize(splits: Splits, names: list[str] | None = None) -> Splits:
+    """Scale every split of a numeric table with the mean and std of the training split alone
+    (its columns named ``names``, default x0, x1, ...)."""
+    encoding = ColumnEncoding.fit_array(splits.train, names)
     return replace(
-        splits, train=scaling.apply(splits.train), val=scaling.apply(splits.val),
-        test=scaling.apply(splits.test), scaling=scaling,
+        splits, train=encoding.transform(splits.train).x, val=encoding.transform(splits.val).x,
+        test=encoding.transform(splits.test).x, encoding=encoding,
     )
 
 
@@ -144,11 +136,13 @@ def split_by_protocol(
 
 
 def split_table(
-    table: tables.LabelledTable, train_fraction: float, val_fraction: float, seed: int
+    table: tables.LabelledTable, train_fraction: float, val_fraction: float, seed: int,
+    categorical: list[str] = (),
 ) -> Splits:
     """A user's labelled table as splits: a seeded ``train_fraction`` of the normal rows for
     training (``val_fraction`` of those kept for validation); the other normal rows and every
-    anomaly for the test set. Standardised with the training split's statistics."""
+    anomaly for the test set. Encoded with the training split's columns (``categorical``: the
+    columns to read as categories whatever they hold)."""
     rng = np.random.default_rng(seed)
     normal = rng.permutation(np.flatnonzero(table.labels == 0))
     n_fit = max(0, min(round(train_fraction * len(normal)), len(normal) - 1))  # >= 1 normal test row
@@ -160,12 +154,24 @@ def split_table(
     fit, held_out = normal[:n_fit], normal[n_fit:]
     test_rows = rng.permutation(np.concatenate([held_out, np.flatnonzero(table.labels == 1)]))
     test_label = table.labels[test_rows]
-    x = table.features
-    splits = Splits(
-        x[fit[n_val:]], x[fit[:n_val]], x[test_rows],
-        test_label, np.where(test_label == 1, ANOMALY, NORMAL), adaptations=adapted,
-    )
-    return standardize(splits)
+    rows = {"train": fit[n_val:], "val": fit[:n_val], "test": test_rows}
+    kinds = np.where(test_label == 1, ANOMALY, NORMAL)
+    if table.frame is None:  # an array (.npz, .mat): numbers only
+        x = table.features
+        splits = Splits(x[rows["train"]], x[rows["val"]], x[rows["test"]], test_label, kinds, adaptations=adapted)
+        return standardize(splits, table.feature_names)
+    frame = table.frame
+    encoding = ColumnEncoding.fit(frame.iloc[rows["train"]], categorical, table.ignored,
+                                  where=f"the training rows of {table.path}")
+    encoded = {}
+    for split, index in rows.items():
+        part = encoding.transform(frame.iloc[index])
+        for name, n in part.unseen.items():
+            log.info("%s split: %d rows hold a category of %r unseen in training (scored as its least likely)",
+                     split, n, name)
+        encoded[split] = part.x
+    return Splits(encoded["train"], encoded["val"], encoded["test"], test_label, kinds, adaptations=adapted,
+                  encoding=encoding)
 
 
 def _more_training_rows(n_normal: int) -> str:
@@ -178,8 +184,8 @@ def _more_training_rows(n_normal: int) -> str:
 
 def cap_rows(splits: Splits, max_train: int, max_test: int, seed: int) -> Splits:
     """A seeded subsample of at most ``max_train`` training rows and ``max_test`` test rows
-    (0: no cap), in their original order; validation is left whole. Tables keep the scaling of
-    the whole training split, so a cap changes which rows a model sees, not their units."""
+    (0: no cap), in their original order; validation is left whole. Tables keep the encoding
+    of the whole training split, so a cap changes which rows a model sees, not their units."""
     rng = np.random.default_rng([seed, 1])  # apart from the draws that built the splits
 
     def keep(n: int, cap: int) -> np.ndarray:
@@ -190,4 +196,5 @@ def cap_rows(splits: Splits, max_train: int, max_test: int, seed: int) -> Splits
         splits, train=splits.train[train], test=splits.test[test],
         test_label=splits.test_label[test], test_kind=splits.test_kind[test],
         train_label=None if splits.train_label is None else splits.train_label[train],
+        test_changed=None if splits.test_changed is None else splits.test_changed[test],
     )

@@ -17,7 +17,8 @@ def make_synthetic(cfg: dict[str, Any], seed: int) -> Splits:
     Normal data: z ~ N(0, I_k), x = W z + b + eps, eps ~ N(0, noise_std^2 I), so the features
     are correlated through a k-dimensional latent, as real measurements are. Each anomaly
     kind, in the list's order, takes its ``share`` of the test set; each of its samples starts
-    from a fresh normal sample and changes ``n_features`` randomly chosen features:
+    from a fresh normal sample and changes ``n_features`` randomly chosen features (recorded
+    in ``Splits.test_changed``, the truth the explanations are measured against):
     - mean_shift: shifted by +-magnitude feature standard deviations;
     - correlation_break: replaced by independent noise with the feature's own mean and std,
       so the marginal is unchanged and only the correlation with the others is lost;
@@ -42,11 +43,14 @@ def make_synthetic(cfg: dict[str, Any], seed: int) -> Splits:
     train, val = normal_samples(cfg["n_train"]), normal_samples(cfg["n_val"])
 
     parts, kinds = [normal_samples(n_normal)], [NORMAL] * n_normal
+    changed = [np.zeros((n_normal, d), dtype=bool)]
     for anomaly, n in zip(cfg["anomalies"], counts):
         kind = anomaly["kind"]
         x = normal_samples(n)
         cols = pick_features(n, anomaly["n_features"])
         rows = np.arange(n)[:, None]
+        changed.append(np.zeros((n, d), dtype=bool))
+        changed[-1][rows, cols] = True
         sd = feature_std[cols]
         if kind == "mean_shift":
             sign = rng.choice([-1.0, 1.0], size=cols.shape)
@@ -62,7 +66,7 @@ def make_synthetic(cfg: dict[str, Any], seed: int) -> Splits:
     test_kind = np.array(kinds)[order]
     splits = Splits(
         train, val, np.concatenate(parts)[order],
-        (test_kind != NORMAL).astype(np.int64), test_kind,
+        (test_kind != NORMAL).astype(np.int64), test_kind, test_changed=np.concatenate(changed)[order],
     )
     return standardize(splits)
 

@@ -1,11 +1,12 @@
-"""The user's own tables (data.source: file, the Detector, ``predict``): one reader per file
-format. .csv and .parquet through pandas (read whole, or in chunks of rows so that memory
-stays bounded however long the file is), .npz through NumPy and ODDS-style .mat through
-SciPy; every error names the file, and where it can the row and the column."""
+"""The user's own tables (data.source: file, ``predict``): one reader per file format. .csv
+and .parquet through pandas (read whole, or in chunks of rows so that memory stays bounded
+however long the file is), any column type; .npz through NumPy and ODDS-style .mat through
+SciPy, numbers only. Every error names the file, and where it can the row and the column.
+How the columns become the model's input: columns.py."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +19,22 @@ TABLE_FORMATS = (".npz", ".csv", ".parquet", ".mat")
 
 @dataclass
 class LabelledTable:
-    features: np.ndarray  # float64 (N, D)
     labels: np.ndarray  # int64, 0 normal, 1 anomaly
-    feature_names: list[str]  # one per column of ``features``, as error messages name them
     path: str  # the file it was read from
+    frame: Any = None  # .csv, .parquet: the columns as read (a pandas DataFrame), labels and ignored ones dropped
+    features: np.ndarray | None = None  # .npz, .mat: float64 (N, D), NaN where missing
+    feature_names: list[str] | None = None  # the array's columns, as error messages name them
+    ignored: list[str] = field(default_factory=list)  # the columns dropped by name: labels, ids
 
 
-def load_table(path: str | Path, label_column: str) -> LabelledTable:
-    """A labelled table from ``path``: ``.npz`` (arrays X and y), ``.csv`` (a header row; the
-    column ``label_column`` holds the labels, every other column is a feature), ``.parquet``
-    (its columns, as a .csv's) or an ODDS-style MATLAB ``.mat`` (X and y, read by
-    scipy.io.loadmat). Labels are 0 (normal) or
-    1 (anomaly). NaN, infinite or non-numeric values, a missing array or label column and
-    labels other than 0/1 raise UserError naming the file and the column."""
+def load_table(path: str | Path, label_column: str, drop_columns: list[str] = ()) -> LabelledTable:
+    """A labelled table from ``path``: ``.csv`` (a header row) or ``.parquet``, whose column
+    ``label_column`` holds the labels and every other column, but ``drop_columns`` (ids,
+    timestamps), is a feature of any type (numbers, text, booleans; empty cells are missing
+    values); or ``.npz`` (arrays X and y) or an ODDS-style MATLAB ``.mat`` (X and y, read by
+    scipy.io.loadmat), numbers only, NaN where missing. Labels are 0 (normal) or 1 (anomaly).
+    An infinite value, a missing array or column and labels other than 0/1 raise UserError
+    naming the file and the column."""
     path = Path(path)
     if not path.is_file():
         raise UserError(
@@ -39,21 +43,20 @@ def load_table(path: str | Path, label_column: str) -> LabelledTable:
         )
     suffix = path.suffix.lower()
     if suffix in (".csv", ".parquet"):
-        features, labels, names, label_name = _read_frame_table(path, label_column)
-    elif suffix in (".npz", ".mat"):
-        arrays = _read_npz(path) if suffix == ".npz" else _read_mat(path)
-        features, labels = _x_and_y(path, arrays)
-        names, label_name = [f"X column {j}" for j in range(features.shape[1])], "y"
-    else:
+        return _read_frame_table(path, label_column, list(drop_columns))
+    if suffix not in (".npz", ".mat"):
         raise UserError(
             f"{path}: unknown file type {suffix or '(none)'!r}; data.source = 'file' reads "
             f"{', '.join(TABLE_FORMATS)}"
         )
+    arrays = _read_npz(path) if suffix == ".npz" else _read_mat(path)
+    features, labels = _x_and_y(path, arrays)
     if features.shape[1] == 0:
         raise UserError(f"{path} has no feature columns, only labels; at least one is needed")
+    names = [f"X column {j}" for j in range(features.shape[1])]
     for j, name in enumerate(names):
-        _require_finite(path, name, features[:, j])
-    return LabelledTable(features, _binary_labels(path, label_name, labels), names, str(path))
+        _refuse_infinite(path, name, features[:, j])
+    return LabelledTable(_binary_labels(path, "y", labels), str(path), features=features, feature_names=names)
 
 
 # Rows a table is read in when it is read whole (load_table): one chunk for any table that fits.
@@ -162,37 +165,30 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def frame_values(frame: Any, path: Path, first_row: int = 0, csv_lines: bool = False) -> np.ndarray:
-    """A pandas DataFrame of numbers as float64 (missing values NaN); the first cell that is
-    not a number raises UserError naming the file, its data row (counted from 1, plus
-    ``first_row``; for a .csv also its line) and its column."""
+def _read_frame_table(path: Path, label_column: str, drop_columns: list[str]) -> LabelledTable:
+    """A .csv or .parquet table: the label column by name, ``drop_columns`` left out, every
+    other column a feature as read."""
     import pandas as pd
 
-    for name in frame.columns:
-        column = frame[name]
-        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            continue
-        numbers = pd.to_numeric(column, errors="coerce")
-        bad = np.flatnonzero(numbers.isna().to_numpy() & column.notna().to_numpy())
-        i = int(bad[0]) if len(bad) else 0
-        line = f" (line {first_row + i + 2})" if csv_lines else ""
-        raise UserError(
-            f"{path}, row {first_row + i + 1}{line}, column {str(name)!r}: {column.iloc[i]!r} is not a "
-            "number; every column must be numeric (encode categories as numbers first)"
-        )
-    return frame.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def _read_frame_table(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray, list[str], str]:
-    """A .csv or .parquet table: the label column by name, every other column a feature."""
     frame = read_frame(path)
     header = [str(name) for name in frame.columns]
+    frame.columns = header
     _require_label_column(path, header, label_column)
+    absent = [c for c in drop_columns if c not in header]
+    if absent:
+        raise UserError(f"data.file.drop_columns names {absent[0]!r}, which is not a column of {path} "
+                        f"(its columns: {', '.join(header)})")
     if frame.empty:
         raise UserError(f"{path} has a header but no data rows")
-    values = frame_values(frame, path, csv_lines=path.suffix.lower() == ".csv")
-    return _split_label_column(values, header, label_column)
-
+    labels = pd.to_numeric(frame[label_column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    features = frame.drop(columns=[label_column, *drop_columns])
+    if features.shape[1] == 0:
+        raise UserError(f"{path} has no feature columns, only labels; at least one is needed")
+    for name in features.columns:
+        if pd.api.types.is_numeric_dtype(features[name]) and not pd.api.types.is_bool_dtype(features[name]):
+            _refuse_infinite(path, name, features[name].to_numpy(dtype=np.float64, na_value=np.nan))
+    return LabelledTable(_binary_labels(path, label_column, labels), str(path), frame=features.reset_index(drop=True),
+                         ignored=[label_column, *drop_columns])
 
 
 def _require_label_column(path: Path, header: list[str], label_column: str) -> None:
@@ -202,13 +198,6 @@ def _require_label_column(path: Path, header: list[str], label_column: str) -> N
             f"columns are: {', '.join(header)}. Set data.file.label_column to the column of "
             "0 (normal) / 1 (anomaly) labels"
         )
-
-
-def _split_label_column(values: np.ndarray, header: list[str], label_column: str) -> tuple[
-        np.ndarray, np.ndarray, list[str], str]:
-    label_index = header.index(label_column)
-    names = [name for j, name in enumerate(header) if j != label_index]
-    return np.delete(values, label_index, axis=1), values[:, label_index], names, label_column
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -256,18 +245,21 @@ def _x_and_y(path: Path, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.
     return x.astype(np.float64), y.astype(np.float64)
 
 
-def _require_finite(path: Path, column: str, values: np.ndarray) -> None:
-    bad = np.flatnonzero(~np.isfinite(values))
+def _refuse_infinite(path: Path, column: str, values: np.ndarray) -> None:
+    """A missing value (NaN, an empty cell) is modelled; an infinite one cannot be."""
+    bad = np.flatnonzero(np.isinf(values))
     if len(bad):
-        kind = "NaN or empty" if np.isnan(values[bad[0]]) else "infinite"
         raise UserError(
-            f"{path}, column {column!r}: {len(bad)} value(s) are NaN, empty or infinite (first, "
-            f"{kind}, in data row {bad[0] + 1}); fill or drop them before training"
+            f"{path}, column {column!r}: {len(bad)} value(s) are infinite (first in data row {bad[0] + 1}); "
+            "replace them by a number, or leave the cells empty (a missing value)"
         )
 
 
 def _binary_labels(path: Path, column: str, labels: np.ndarray) -> np.ndarray:
-    _require_finite(path, column, labels)
+    missing = np.flatnonzero(~np.isfinite(labels))
+    if len(missing):
+        raise UserError(f"{path}, label column {column!r}: {len(missing)} label(s) are missing, text or infinite "
+                        f"(first in data row {missing[0] + 1}); every row needs 0 (normal) or 1 (anomaly)")
     bad = np.flatnonzero((labels != 0) & (labels != 1))
     if len(bad):
         found = ", ".join(f"{v:g}" for v in np.unique(labels[bad])[:5])

@@ -8,11 +8,12 @@ reference and scores) without loading them. ``Detector.load`` reads the folder b
 
 A saved detector is a folder of three files, none read with pickle:
 - ``detector.json``: the format version, the params sections, ``val_fraction`` and
-  ``contamination``, the input's shape, the threshold and the library versions it was saved
-  with;
+  ``contamination``, the input's shape, a table's columns (data/columns.py: each one's name,
+  kind, scaling or categories), the threshold and the library versions it was saved with;
 - ``model.pt``: weights and model config (``model.vae.save_model``, loaded with weights_only);
-- ``arrays.npz``: the training split's scaling (tables only), the arrays the reference
-  scores are fitted from (``scoring.reference.reference_arrays``), and the training scores.
+- ``arrays.npz``: the arrays the reference scores are fitted from
+  (``scoring.reference.reference_arrays``), those of the explanations (tables), and the
+  fitted rows' scores.
 """
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ from ..io import write_arrays, write_bytes, write_json
 from ..params import SCHEMA, Number, check_scores_apply, default_params, resolve_sections, validate
 
 if TYPE_CHECKING:
-    from ..data.splits import Scaling
+    from ..data.columns import ColumnEncoding
 
-FORMAT = "vae_anomaly/detector-v1"
+FORMAT = "vae_anomaly/detector-v2"  # v2: a table's columns (kinds, scaling, categories) in detector.json
 MODEL_FILE, ARRAYS_FILE, META_FILE = "model.pt", "arrays.npz", "detector.json"
 SECTIONS = ("model", "train", "score", "threshold")
 # PyOD's range for the share of training rows flagged (BaseDetector checks the same).
@@ -86,22 +87,22 @@ def write_detector_folder(
     contamination: float | None,
     threshold: float,
     decision_scores: np.ndarray,
-    scaling: Scaling | None,
+    encoding: ColumnEncoding | None,
     reference: dict[str, np.ndarray] | None,
+    explanation: dict[str, np.ndarray] | None,
     combined_scales: dict[str, list[float]] | None,
 ) -> None:
     """Write a detector into ``folder`` (created if need be): ``model_file``, the bytes of
-    ``model.vae.save_model``'s checkpoint; the checked ``params``; the training split's primary
-    scores (``decision_scores``), ``scaling`` (None for images) and reference arrays
-    (``reference.reference_arrays``, None without reference scores); the ``combined`` score's
+    ``model.vae.save_model``'s checkpoint; the checked ``params``; the fitted rows' primary
+    scores (``decision_scores``), the table's columns (``encoding``, None for images), the
+    reference arrays (``reference.reference_arrays``, None without reference scores) and the
+    explanations' (``ExplanationReference.arrays``, None for images); the ``combined`` score's
     scales (None without it). detector.json goes last, so a folder holding it is complete."""
     folder = Path(folder)
     write_bytes(folder / MODEL_FILE, model_file)
     arrays = {"decision_scores": np.asarray(decision_scores, dtype=np.float64)}
-    if scaling is not None:
-        arrays.update(scaling_mean=scaling.mean, scaling_std=scaling.std)
-    if reference is not None:
-        arrays.update({f"reference_{k}": v for k, v in reference.items()})
+    for prefix, group in (("reference", reference), ("explanation", explanation)):
+        arrays.update({f"{prefix}_{k}": v for k, v in (group or {}).items()})
     write_arrays(folder / ARRAYS_FILE, **arrays)
     write_json(folder / META_FILE, {
         "format": FORMAT,
@@ -111,5 +112,6 @@ def write_detector_folder(
         "contamination": contamination,
         "threshold": {"score": params["score"]["primary"], "value": float(threshold)},
         "combined_scales": combined_scales,
+        "columns": None if encoding is None else encoding.to_json(),
         "versions": library_versions(),
     })

@@ -8,17 +8,19 @@ into place only when every row is scored, so a failed run leaves no partial outp
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from ..cli import show_progress
-from ..data.tables import frame_values, open_table
+from ..data.tables import open_table
 from ..errors import InputError, UserError
 from ..io import atomic_path
 from ..scoring.thresholds import flag
@@ -38,18 +40,19 @@ class Source:
     """An input file opened for reading in chunks."""
 
     path: Path
-    columns: list[str]  # feature names for tables; [array name] for a .npz
+    columns: list[str]  # the header for tables; [array name] for a .npz
     n_rows: int | None  # None where unknown before reading (.csv)
-    chunks: Iterator[tuple[int, np.ndarray]]  # (first row, rows), rows counted from 0
+    chunks: Iterator[tuple[int, Any]]  # (first row, rows: a DataFrame of a table, an array of a .npz), from 0
     position: Callable[[], int]  # units read so far, for the progress bar (bytes or rows)
 
-    def where(self, row: int, column: int | tuple[int, ...] | None) -> str:
-        """A place in the file, as a person finds it: data rows from 1; for .csv also the line."""
+    def where(self, row: int, column: int | str | tuple[int, ...] | None) -> str:
+        """A place in the file, as a person finds it: data rows from 1; for .csv also the line;
+        a table's column by name (a position is the header's)."""
         if self.path.suffix == ".npz":
             index = "" if column is None else f", {', '.join(map(str, np.atleast_1d(column)))}"
             return f"{self.path}, {self.columns[0]}[{row}{index}]"
         line = f" (line {row + 2})" if self.path.suffix == ".csv" else ""
-        name = "" if column is None else f", column {self.columns[column]!r}"
+        name = "" if column is None else f", column {column if isinstance(column, str) else self.columns[column]!r}"
         return f"{self.path}, row {row + 1}{line}{name}"
 
 
@@ -63,23 +66,23 @@ def open_source(path: Path, detector: Detector, chunk_rows: int) -> Source:
     if images and suffix != ".npz":
         raise UserError(f"{path}: this detector scores images of shape {detector.input_shape_}; give them as a "
                         ".npz holding one array X of shape (N, C, H, W)")
-    if suffix == ".npz":
-        return _npz_source(path, chunk_rows)
-    source = _table_source(path, chunk_rows)
-    n_features = detector.input_shape_[0]
-    if len(source.columns) != n_features:
-        shown = ", ".join(source.columns[:8]) + (", ..." if len(source.columns) > 8 else "")
-        raise UserError(f"{path} has {len(source.columns)} columns ({shown}); the detector takes {n_features} "
-                        "features, one column each, in the order it was trained on (drop any label or id column)")
+    source = _npz_source(path, chunk_rows) if suffix == ".npz" else _table_source(path, chunk_rows)
+    if suffix != ".npz":
+        try:  # a missing or unexpected column stops here, before any row is scored
+            detector.encoding_.check_header(source.columns)
+        except InputError as err:
+            raise UserError(f"{path}: {err.problem}") from None
     return source
 
 
 def _table_source(path: Path, chunk_rows: int) -> Source:
-    """A .csv or .parquet table through the file source's reader, its chunks as numbers."""
+    """A .csv or .parquet table through the file source's reader (data/tables.py), its chunks
+    as DataFrames, which the detector reads by column (data/columns.py)."""
     table = open_table(path, chunk_rows)
-    csv_lines = path.suffix.lower() == ".csv"
-    chunks = ((start, frame_values(frame, path, start, csv_lines)) for start, frame in table.chunks)
-    return Source(path, table.columns, table.n_rows, chunks, table.position)
+    first = next(table.chunks, None)
+    if first is None or not len(first[1]):
+        raise UserError(f"{path} has a header but no data rows; nothing to score")
+    return Source(path, table.columns, table.n_rows, itertools.chain([first], table.chunks), table.position)
 
 
 def _npz_source(path: Path, chunk_rows: int) -> Source:
@@ -179,10 +182,12 @@ class OutputWriter:
 
 
 def predict_file(detector_dir: str | Path, input_path: str | Path, output_path: str | Path,
-                 chunk_rows: int = CHUNK_ROWS, device: str | None = None) -> dict[str, int]:
+                 chunk_rows: int = CHUNK_ROWS, device: str | None = None, explain: int = 0) -> dict[str, int]:
     """Score every row of ``input_path`` with the detector saved in ``detector_dir`` and write
-    one row per input row to ``output_path``: every score, and ``anomaly`` (1 where the
-    primary score lies above the threshold). Returns the counts of rows and flags."""
+    one row per input row to ``output_path``: every score, ``anomaly`` (1 where the primary
+    score lies above the threshold) and, with ``explain`` K > 0 (tables), the K columns that
+    contribute most to the row's score and their contributions (Detector.explain). Returns the
+    counts of rows and flags."""
     input_path, output_path = Path(input_path), Path(output_path)
     if output_path.suffix.lower() not in OUTPUT_FORMATS:
         raise UserError(f"--output {output_path}: unknown file type {output_path.suffix or '(none)'!r}; predict "
@@ -191,10 +196,17 @@ def predict_file(detector_dir: str | Path, input_path: str | Path, output_path: 
         raise UserError(f"--output {output_path} is the input file; give another path")
     if chunk_rows < 1:
         raise UserError(f"--chunk-rows {chunk_rows}: expected a positive number of rows")
+    if explain < 0:
+        raise UserError(f"--explain {explain}: expected a number of columns >= 0")
     detector = Detector.load(detector_dir, device)
+    if explain and detector.encoding_ is None:
+        raise UserError(f"--explain {explain}: this detector scores images; --explain names the columns of a table")
+    if detector.encoding_ is not None and explain > len(detector.encoding_.columns):
+        raise UserError(f"--explain {explain}: the detector's table has {len(detector.encoding_.columns)} columns")
     batch = detector.params_["score"]["batch_size"]
     source = open_source(input_path, detector, -(-chunk_rows // batch) * batch)
-    columns = [*detector.score_names, FLAG_COLUMN]
+    top = [f"top{k}_{part}" for k in range(1, explain + 1) for part in ("column", "contribution")]
+    columns = [*detector.score_names, FLAG_COLUMN, *top]
     log.info("scoring %s (%s) with %s: %s; %s flags %s > %.6g", input_path,
              f"{source.n_rows} rows" if source.n_rows is not None else f"{input_path.stat().st_size} bytes",
              detector_dir, ", ".join(detector.score_names), FLAG_COLUMN, detector.primary, detector.threshold_)
@@ -206,17 +218,20 @@ def predict_file(detector_dir: str | Path, input_path: str | Path, output_path: 
     ) as bar:
         writer = OutputWriter(output_path, tmp, columns)
         current = {"start": 0}  # first row of the chunk the detector checks now
+        reasons: list[dict[str, np.ndarray]] = []  # each chunk's top columns, until its rows are scored
 
-        def chunks() -> Iterator[np.ndarray]:
+        def chunks() -> Iterator[Any]:
             for start, rows in source.chunks:
                 current["start"] = start
+                if explain:
+                    reasons.append(top_columns(detector.explain(rows), explain))
                 yield rows
                 bar.update(source.position() - bar.n)
 
         try:
             for scores in detector.score_stream(chunks()):
                 flags = flag(scores[detector.primary], detector.threshold_).astype(np.int64)
-                writer.write({**scores, FLAG_COLUMN: flags})
+                writer.write({**scores, FLAG_COLUMN: flags, **_take(reasons, len(flags))})
                 counted["rows"] += len(flags)
                 counted["flagged"] += int(flags.sum())
         except InputError as err:  # the detector's place in the chunk, as the file's place
@@ -226,3 +241,35 @@ def predict_file(detector_dir: str | Path, input_path: str | Path, output_path: 
             writer.close()
     log.info("wrote %s: %d rows, %d flagged as anomalies", output_path, counted["rows"], counted["flagged"])
     return counted
+
+
+def top_columns(contributions: Any, k: int) -> dict[str, np.ndarray]:
+    """The ``k`` columns of each row of Detector.explain's DataFrame that contribute most, and
+    their contributions, as the output columns top1_column, top1_contribution, ..."""
+    values = contributions.to_numpy()
+    order = np.argsort(-values, axis=1, kind="stable")[:, :k]
+    names = np.array(contributions.columns, dtype=object)
+    out = {}
+    for j in range(k):
+        out[f"top{j + 1}_column"] = names[order[:, j]].astype(str)
+        out[f"top{j + 1}_contribution"] = values[np.arange(len(values)), order[:, j]]
+    return out
+
+
+def _take(parts: list[dict[str, np.ndarray]], n: int) -> dict[str, np.ndarray]:
+    """The first ``n`` rows of the queued ``parts`` (each a dict of equal-length columns), removed
+    from the queue: the explanations of the rows a scored batch holds."""
+    if not parts:
+        return {}
+    taken = []
+    while n > 0:
+        head = parts[0]
+        size = len(next(iter(head.values())))
+        if size <= n:
+            taken.append(parts.pop(0))
+            n -= size
+        else:
+            taken.append({name: values[:n] for name, values in head.items()})
+            parts[0] = {name: values[n:] for name, values in head.items()}
+            n = 0
+    return {name: np.concatenate([t[name] for t in taken]) for name in taken[0]}

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..cli import show_progress
+from ..data.columns import NUMERIC, ColumnEncoding
 from ..data.sizing import Adaptations, capped_batch_size, neighbors_below
 from ..errors import UserError
 from ..parallel import one_thread, worker_pool
@@ -52,6 +53,7 @@ DEEP_BASELINES = ("autoencoder", "vae")  # trained with the VAE's budget (deep_b
 # The order the workers take the baselines in, longest first, so that no long one starts last
 # (longest-processing-time scheduling; each one's time: docs/performance.md).
 FIT_ORDER = ("vae", "autoencoder", "compressed_length", "ecod", "iforest", "knn")
+PER_FEATURE = ("ecod",)  # detectors whose scores are sums of per-feature scores (ECOD's tail scores)
 
 
 def deep_budget(params: dict[str, Any], val: np.ndarray) -> dict[str, Any]:
@@ -126,9 +128,13 @@ def size_to_rows(
     return sized, budget, adapted
 
 
-def fit_and_score(detector: Any, name: str, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+Fitted = tuple[np.ndarray, np.ndarray | None]  # test scores; per-feature scores where the detector has them
+
+
+def fit_and_score(detector: Any, name: str, train: np.ndarray, test: np.ndarray) -> Fitted:
     """``detector`` fitted on ``train`` (N, D); its test scores, which must be finite (a NaN
-    would only surface later, as an error in evaluate's metrics)."""
+    would only surface later, as an error in evaluate's metrics), and its per-feature test
+    scores where it has them: ECOD's tail scores (its ``O``, whose row sums are its scores)."""
     log.info("fitting the %s baseline on %d x %d", name, *train.shape)
     start = time.perf_counter()
     with one_thread():
@@ -138,23 +144,31 @@ def fit_and_score(detector: Any, name: str, train: np.ndarray, test: np.ndarray)
     n_bad = int((~np.isfinite(scores)).sum())
     if n_bad:
         raise ValueError(f"{n_bad} of its {len(scores)} test scores are NaN or infinite")
-    return scores
+    per_feature = getattr(detector, "O", None) if name in PER_FEATURE else None
+    return scores, None if per_feature is None else np.asarray(per_feature[-len(test):], dtype=np.float64)
 
 
 def baseline_scores(
-    features: dict[str, np.ndarray], params: dict[str, Any], device: str = "cpu", jobs: int = 1
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    features: dict[str, np.ndarray], params: dict[str, Any], device: str = "cpu", jobs: int = 1,
+    encoding: ColumnEncoding | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:
     """Each baseline in ``baselines.names`` fitted on every training row of ``features``: its
-    test scores, higher = more anomalous; and the stage's record: the rows fitted on, the
-    size adaptations, and the error of each baseline that failed. ``params`` is the whole
-    params document: the deep baselines take their budget from ``model`` and ``train``.
-    ``jobs`` detectors are fitted at a time, each in its own process (each is single-threaded
-    here: parallel.one_thread); the scores are the same for any ``jobs``.
+    test scores, higher = more anomalous; the stage's record: the rows fitted on, the size
+    adaptations, and the error of each baseline that failed; and, per table column of
+    ``encoding``, the per-feature test scores of the detectors that have them (PER_FEATURE).
+    A table with categories or missing values reaches the detectors through scikit-learn's
+    ColumnTransformer (:func:`table_rows`). ``params`` is the whole params document: the deep
+    baselines take their budget from ``model`` and ``train``. ``jobs`` detectors are fitted at
+    a time, each in its own process (each is single-threaded here: parallel.one_thread); the
+    scores are the same for any ``jobs``.
 
     A baseline that raises is left out of the scores and its error recorded, unless
     ``baselines.on_error`` is ``"stop"``: then it stops the stage with a UserError."""
     baselines_p = params["baselines"]
     names = baselines_p["names"]
+    feature_column = None if encoding is None else encoding.feature_column()
+    if encoding is not None and (encoding.categorical_blocks() or any(np.isnan(x).any() for x in features.values())):
+        features, feature_column = table_rows(encoding, features)
     budget = {**deep_budget(params, features["val"]), "complexity_codec": params["score"]["complexity_codec"]}
     sized, budget, adapted = size_to_rows(baselines_p, budget, len(features["train"]))
     settings = (sized, budget, features["train"].shape[1:], device)
@@ -162,11 +176,14 @@ def baseline_scores(
         outcomes = fitted_in_workers(names, settings, features["train"], features["test"], min(jobs, len(names)))
     else:
         outcomes = fitted_in_turn(names, settings, features["train"], features["test"])
-    scores, failed = {}, {}
+    scores, failed, per_column = {}, {}, {}
     with contextlib.closing(outcomes):  # a stop ends the fitting still to come
         for name, outcome in outcomes:
             if not isinstance(outcome, Exception):
-                scores[name] = outcome
+                scores[name], per_feature = outcome
+                if per_feature is not None and feature_column is not None:
+                    per_column[name] = np.zeros((len(per_feature), int(feature_column.max()) + 1))
+                    np.add.at(per_column[name].T, feature_column, per_feature.T)
                 continue
             failed[name] = " ".join(f"{type(outcome).__name__}: {outcome}".split())  # one line
             if baselines_p["on_error"] == "stop":
@@ -176,11 +193,44 @@ def baseline_scores(
                 ) from outcome
             log.warning("baseline %s failed, left out of the comparison (baselines.on_error: record): %s",
                         name, failed[name])
-    return scores, {"n_fit": len(features["train"]), "adaptations": adapted, "failed": failed}
+    return scores, {"n_fit": len(features["train"]), "adaptations": adapted, "failed": failed}, per_column
+
+
+def table_rows(encoding: ColumnEncoding, features: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The splits of a table with categories or missing values as PyOD's detectors take them,
+    through scikit-learn's ColumnTransformer fitted on the training split: numbers with missing
+    values imputed by the training mean plus a missing indicator, categories one-hot
+    (OneHotEncoder, a missing or unseen category as a category of its own); and the table
+    column of each resulting feature."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    numeric = [c.name for c in encoding.columns if c.kind == NUMERIC]
+    categorical = [c.name for c in encoding.columns if c.kind != NUMERIC]
+    transformer = ColumnTransformer([
+        ("numbers", SimpleImputer(strategy="mean", add_indicator=True, keep_empty_features=True), numeric),
+        ("categories", make_pipeline(
+            SimpleImputer(strategy="constant", fill_value="(missing)"),
+            OneHotEncoder(handle_unknown="ignore", sparse_output=False)), categorical),
+    ], sparse_threshold=0.0)
+    frames = {split: encoding.frame(x) for split, x in features.items()}
+    transformer.fit(frames["train"])
+    rows = {split: transformer.transform(frame).astype(np.float64) for split, frame in frames.items()}
+    index = {name: j for j, name in enumerate(encoding.names)}
+    columns = [index[n] for n in numeric]
+    imputer = transformer.named_transformers_["numbers"] if numeric else None
+    if imputer is not None and imputer.indicator_ is not None:
+        columns += [index[numeric[j]] for j in imputer.indicator_.features_]
+    one_hot = transformer.named_transformers_["categories"][-1] if categorical else None
+    for name, categories in zip(categorical, one_hot.categories_ if one_hot is not None else []):
+        columns += [index[name]] * len(categories)
+    return rows, np.array(columns, dtype=np.int64)
 
 
 Settings = tuple[dict[str, Any], dict[str, Any], tuple[int, ...], str]  # build_detector's, after the name
-Outcomes = Iterator[tuple[str, np.ndarray | Exception]]  # each baseline's test scores, or its error
+Outcomes = Iterator[tuple[str, Fitted | Exception]]  # each baseline's test scores, or its error
 
 
 def as_rows(x: np.ndarray) -> np.ndarray:
@@ -188,7 +238,7 @@ def as_rows(x: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), -1).astype(np.float64)
 
 
-def fit_one(name: str, settings: Settings, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+def fit_one(name: str, settings: Settings, train: np.ndarray, test: np.ndarray) -> Fitted:
     """Baseline ``name`` built with ``settings``, fitted on the ``train`` rows: its ``test`` scores."""
     return fit_and_score(build_detector(name, *settings), name, train, test)
 
@@ -223,5 +273,5 @@ def _keep_rows(train: np.ndarray, test: np.ndarray) -> None:
     _worker_rows.update(train=as_rows(train), test=as_rows(test))
 
 
-def _fit_in_worker(name: str, settings: Settings) -> np.ndarray:
+def _fit_in_worker(name: str, settings: Settings) -> Fitted:
     return fit_one(name, settings, _worker_rows["train"], _worker_rows["test"])

@@ -41,13 +41,17 @@ def pr_table(labels: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarray]:
 CURVE_COLUMNS = {"roc": ("fpr", "tpr"), "pr": ("recall", "precision")}  # of roc_table and pr_table
 
 
-def curve_arrays(labels: np.ndarray, groups: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def curve_arrays(labels: np.ndarray, groups: dict[str, dict[str, np.ndarray]],
+                 ranking: dict[str, dict[str, dict[str, float | None]]]) -> dict[str, np.ndarray]:
     """The ROC and PR curves of every score of ``groups`` ({"scores": {name: scores}, ...}),
-    flat for an .npz: "<group>/<name>/<column>", the columns of roc_table and pr_table."""
+    flat for an .npz: "<group>/<name>/<column>", the columns of roc_table and pr_table, and
+    the curve's ROC-AUC and PR-AUC from ``ranking`` (ranking_metrics by group and name) as
+    0-d arrays, so that a figure of the curves reads one file."""
     return {
-        f"{group}/{name}/{column}": values
+        f"{group}/{name}/{column}": np.asarray(values)
         for group, by_name in groups.items() for name, scores in by_name.items()
-        for column, values in {**roc_table(labels, scores), **pr_table(labels, scores)}.items()
+        for column, values in {**roc_table(labels, scores), **pr_table(labels, scores),
+                               **ranking[group][name]}.items()
     }
 
 
@@ -183,4 +187,41 @@ def latent_metrics(latent: dict[str, np.ndarray], labels: np.ndarray) -> dict[st
     elif "kl_per_dim" in latent:
         out.update(active_dims=active_dims_by_kl(latent["kl_per_dim"][normal]),
                    active_dims_rule=f"KL > {ACTIVE_KL_NATS:g} nats")
+    return out
+
+
+def hit_rates(attributions: np.ndarray, changed: np.ndarray, rows: np.ndarray) -> float | None:
+    """Mean over ``rows`` of |top-m attributed columns ∩ changed columns| / m, m the number of
+    columns the row's anomaly changed (the m highest ``attributions``; ties by column order).
+    None without rows."""
+    rows = np.flatnonzero(rows)
+    if not len(rows):
+        return None
+    order = np.argsort(-attributions[rows], axis=1, kind="stable")
+    m = changed[rows].sum(axis=1)
+    hits = [changed[row, order[i, :m[i]]].sum() / m[i] for i, row in enumerate(rows)]
+    return float(np.mean(hits))
+
+
+def explanation_metrics(
+    attributions: dict[str, np.ndarray], changed: np.ndarray, kinds: np.ndarray, flagged: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    """Per anomaly kind, how well each explanation of ``attributions`` (the first ours, the rest
+    baselines, (N, columns) each) points at the columns the anomaly changed (``changed``,
+    bool (N, columns)): ``hit_rate`` over the rows flagged at the threshold (``flagged``: the
+    true positives), ``hit_rate_all`` over every row of the kind (a small change can be
+    invisible)."""
+    first, *others = attributions
+    out: dict[str, dict[str, Any]] = {}
+    for kind in sorted(set(kinds.tolist()) - {NORMAL}):
+        rows = (kinds == kind) & changed.any(axis=1)
+        entry: dict[str, Any] = {}
+        for name in (first, *others):
+            rates = {"hit_rate": hit_rates(attributions[name], changed, rows & flagged),
+                     "hit_rate_all": hit_rates(attributions[name], changed, rows)}
+            if name == first:
+                entry.update(rates, n_flagged=int((rows & flagged).sum()), n=int(rows.sum()))
+            else:
+                entry[name] = rates
+        out[kind] = entry
     return out

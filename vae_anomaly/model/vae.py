@@ -21,6 +21,7 @@ from .likelihoods import (
     gaussian_nll,
     kl_to_standard_normal_per_dim,
     log_uniform_kl,
+    table_nll,
 )
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,9 @@ class VAEConfig:
     conv_channels: list[int] = field(default_factory=lambda: [32, 64])  # each conv halves H, W
     likelihood: str = "gaussian"  # gaussian | bernoulli | discretized_logistic
     kind: str = "vae"  # vae | ae (plain autoencoder: deterministic latent, no KL) | sparse
+    # Tables: the [start, width] of each categorical column's one-hot block (data/columns.py);
+    # the other inputs are numbers, with model.likelihood (gaussian).
+    categorical: list[list[int]] = field(default_factory=list)
 
 
 # Decoder outputs per input value, by model.likelihood: the mean (gaussian), the logit
@@ -76,8 +80,17 @@ class VAE(nn.Module):
             self.decoder.extend([nn.ReLU(), *_conv_decoder(shape[0] * n_out, config.conv_channels)])
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(self.features(x))
+        h = self.encoder(self.features(self.filled(x)))
         return self.to_mu(h), self.to_logvar(h)
+
+    def has_missing(self, x: torch.Tensor) -> bool:
+        """Whether the table rows ``x`` hold missing entries (NaN); images never do."""
+        return len(self.config.input_shape) == 1 and bool(torch.isnan(x).any())
+
+    def filled(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's input: missing entries as 0 (a number's training mean, no category),
+        as HI-VAE and MIWAE feed them; the likelihood leaves them out."""
+        return torch.nan_to_num(x, nan=0.0) if self.has_missing(x) else x
 
     def reparameterize(
         self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
@@ -103,7 +116,26 @@ class VAE(nn.Module):
             return torch.sigmoid(output)
         if likelihood == "discretized_logistic":
             return torch.sigmoid(output[:, : self.config.input_shape[0]])
+        if self.config.categorical:  # each category's probabilities
+            output = output.clone()
+            for start, width in self.config.categorical:
+                output[:, start:start + width] = torch.softmax(output[:, start:start + width], dim=1)
         return output
+
+    def residual(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """x - E[x|z], 0 where x is missing (so it adds nothing to an error or a distance); a
+        category unseen in training (a block of zeros) counts as the column's least likely one,
+        as in its likelihood (likelihoods.table_nll)."""
+        mean = self.mean(output)
+        for start, width in self.config.categorical:
+            block = x[:, start:start + width]
+            unseen = (block == 0).all(dim=1)
+            if bool(unseen.any()):
+                least = torch.nn.functional.one_hot(mean[:, start:start + width].argmin(dim=1), width).to(x.dtype)
+                x = x.clone()
+                x[unseen, start:start + width] = least[unseen]
+        residual = x - mean
+        return torch.where(torch.isnan(x), 0.0, residual) if self.has_missing(x) else residual
 
     def nll(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         """Per-sample -log p(x|z)."""
@@ -113,6 +145,8 @@ class VAE(nn.Module):
         if likelihood == "discretized_logistic":
             c = self.config.input_shape[0]
             return discretized_logistic_nll(x, output[:, :c], output[:, c:])
+        if self.config.categorical or self.has_missing(x):
+            return table_nll(x, output, self.config.categorical)
         return gaussian_nll(x, output)
 
     def kl_per_dim(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -219,7 +253,10 @@ def build_model(config: VAEConfig) -> VAE:
 def model_bytes(model: VAE) -> bytes:
     """The checkpoint file of ``model`` (weights and config), as :func:`save_model` writes it."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"format": CHECKPOINT_FORMAT, "config": asdict(model.config), "state_dict": state}
+    config = asdict(model.config)
+    if not config["categorical"]:  # written only where set: a model of numbers saves as it always did
+        del config["categorical"]
+    payload = {"format": CHECKPOINT_FORMAT, "config": config, "state_dict": state}
     # torch.save names the archive's folder after the file it writes to, which atomic_path
     # names at random; into a buffer it is always "archive", so equal weights give equal files.
     buffer = io.BytesIO()

@@ -40,9 +40,10 @@ class TrainingReference:
 
 @torch.no_grad()
 def encode_and_reconstruct(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means and the reconstruction residuals x - x_hat(mu), flattened to (N, D)."""
+    """Posterior means and the reconstruction residuals x - x_hat(mu), flattened to (N, D)
+    (0 where x is missing)."""
     mu, _ = model.encode(x)
-    return mu, (x - model.mean(model.decode(mu))).flatten(1)
+    return mu, model.residual(x, model.decode(mu)).flatten(1)
 
 
 @torch.no_grad()

@@ -54,9 +54,13 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 def reconstruction_mse(model: VAE, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mean squared error of the reconstruction from the posterior mean (no sampling)."""
+    """Mean squared error of the reconstruction from the posterior mean (no sampling), over the
+    entries x holds (a missing one is left out)."""
     mu, _ = model.encode(x)
-    return (x - model.mean(model.decode(mu))).pow(2).flatten(1).mean(dim=1)
+    squared = model.residual(x, model.decode(mu)).pow(2).flatten(1)
+    if model.has_missing(x):
+        return squared.sum(dim=1) / (~torch.isnan(x)).sum(dim=1).clamp(min=1)
+    return squared.mean(dim=1)
 
 
 # The low-pass of smoothed_reconstruction_mse, in pixels: chosen among 0.5, 1, 1.5 and 2 on the
@@ -76,7 +80,9 @@ def smoothed_reconstruction_mse(model: VAE, x: torch.Tensor, generator: torch.Ge
     autoencoders", VISAPP) against the plain L2 error of autoencoders, with a low-pass instead
     of SSIM. On the development halves of one-class Fashion-MNIST it ranked better than the
     plain error, and than SSIM's (docs/suite.md)."""
-    from scipy.ndimage import gaussian_filter  # imported here: only image scores need it
+    from scipy.ndimage import (
+        gaussian_filter,  # imported here: only image scores need it
+    )
 
     if x.dim() != 4:
         raise ValueError(f"smoothed_reconstruction_mse needs images (N, C, H, W), got shape {tuple(x.shape)}")

@@ -183,7 +183,7 @@ def run_seed(
             scores[baseline_name(name)] = unseeded[name]
             continue
         start = time.perf_counter()
-        fitted, record = baseline_scores(data.features, {**params, "baselines": {**params["baselines"], "names": [name]}},
+        fitted, record, _ = baseline_scores(data.features, {**params, "baselines": {**params["baselines"], "names": [name]}},
                                          str(device))
         if record["failed"]:
             raise UserError(f"suite task {task.name}, seed {seed}: baseline {name} failed: {record['failed'][name]}")
