@@ -49,17 +49,17 @@ BETAS = (0.1, 1.0, 10.0, 100.0)
 LATENT_SIZES = (20, 64, 256)
 SCHEDULES = ("monotonic", "cyclical")
 SEEDS = 5  # phase 1, as the paper
-FOLLOW_UP_SEEDS = 3  # phase 2: the least the issue allows; 5 did not fit 45 minutes (docs/study.md)
+FOLLOW_UP_SEEDS = 3  # phase 2: the fewest that give a spread; five do not fit the budget (docs/study.md)
 # The anomalies, held out of training together, fixed before any run: class 1 is the held-out
 # class of the reference experiments 4 and 5; 7 is the second, the same index in both datasets
 # so that neither choice is tuned to its data (MNIST: the digits 1 and 7; Fashion-MNIST:
 # trouser and sneaker). Each run also reports each class's ROC-AUC.
 HELD_OUT = {"mnist": [1, 7], "fashion_mnist": [1, 7]}
 ARCHITECTURES: dict[str, dict[str, Any]] = {
-    # experiments/mnist.yaml's 784-400-z: about 1 s an epoch of 10,000 images on one CPU thread
+    # experiments/mnist.yaml's 784-400-z: cheap enough for a CPU thread (its cost: docs/study.md)
     "mlp": {"model.architecture": "mlp", "model.hidden_dims": [400]},
-    # for a GPU: two stride-2 convolutions, then 128-64-z (the study's first model, 118 s a run
-    # at 2,000 images and 30 epochs on one CPU thread)
+    # for a GPU: two stride-2 convolutions, then 128-64-z (too slow a run for two CPU cores:
+    # docs/study.md)
     "conv": {"model.architecture": "conv", "model.conv_channels": [32, 64], "model.hidden_dims": [128, 64]},
 }
 STUDY_PARAMS: dict[str, Any] = {  # experiments/mnist.yaml's training, the held-out protocol
