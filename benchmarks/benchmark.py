@@ -3,7 +3,7 @@ how we compare with PyOD's VAE, peak memory of a training stage, and DVC wall ti
 
     python -m benchmarks.benchmark [--quick] [--data-root DIR] [--threads N] [--out reports/benchmark.json]
 
-Prints a table (measured, reference, ratio, and the issue's target where it sets one, met or
+Prints a table (measured, reference, ratio, and the target where one is set, met or
 missed) and writes the measurements as JSON. Everything runs in one go on one machine; each
 part is described in the module that measures it:
 
@@ -61,7 +61,7 @@ from vae_anomaly.io import write_json
 
 log = logging.getLogger(__name__)
 
-# The targets. dvc_repro_s: a clean `dvc repro` of the default params on 2 idle cores.
+# The targets (docs/performance.md). dvc_repro_s: a clean `dvc repro` of the default params on 2 idle cores.
 # PyOD's epoch has none: "5x faster than PyOD per epoch" is not possible (the same products).
 TARGETS = {
     "mlp_epoch_vs_floor": 1.5,

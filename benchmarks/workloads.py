@@ -11,8 +11,8 @@
   difference also cancels the scoring pass its ``fit`` ends with): once as PyOD ships it
   (dropout 0.2, per-sample standardisation in its data loader, Adam weight decay 1e-5), once
   without dropout and standardisation, which ours does not have. Its loss is MSE, ours
-  Bernoulli (slightly more elementwise work for us). Reference rows, with no target: the
-  issue judged "5x faster than PyOD per epoch" not possible, both running the same products.
+  Bernoulli (slightly more elementwise work for us). Reference rows, with no target:
+  "5x faster than PyOD per epoch" is not possible, both running the same products.
 - Oversubscription check: the MLP epoch again on one thread. Where that is faster, other work
   holds the cores and every multi-threaded figure of the run is skewed: PyTorch's threads
   wait for each other at every operation, and a descheduled one stalls them all (on the
@@ -144,7 +144,7 @@ def fit_pyod(data: dict[str, np.ndarray], epochs: int, matched: bool) -> None:
     detector.fit(data["train"].reshape(len(data["train"]), -1))
 
 
-GPU_TRAIN_IMAGES = 57_000  # the issue's GPU epoch: MNIST's training images less a validation share
+GPU_TRAIN_IMAGES = 57_000  # the GPU target's epoch: MNIST's training images less a validation share
 
 
 def gpu_section(sizes: Sizes) -> dict[str, Any]:

@@ -7,7 +7,7 @@
 The grid of Senellart, Solal, Allassonnière & Burgos (ISBI 2026) on the MLP VAE of the MNIST
 reference experiment (experiments/mnist.yaml: 784-400-z, Bernoulli likelihood, Adam 1e-3,
 batch 128), trained on every class but the held-out ones (``HELD_OUT``, fixed before any
-run), scaled down to fit two CPU cores (docs/study.md says what and why). Three phases:
+run), scaled down to fit two CPU cores (docs/study-images.md says what and why). Three phases:
 
 1. ``grid``: the β-VAE, constant β ∈ {0.1, 1, 10, 100} × latent size ∈ {20, 64, 256} × seeds
    0-4; the plain autoencoder (the β → 0 end) × latent size × seeds.
@@ -49,17 +49,17 @@ BETAS = (0.1, 1.0, 10.0, 100.0)
 LATENT_SIZES = (20, 64, 256)
 SCHEDULES = ("monotonic", "cyclical")
 SEEDS = 5  # phase 1, as the paper
-FOLLOW_UP_SEEDS = 3  # phase 2: the least the issue allows; 5 did not fit 45 minutes (docs/study.md)
+FOLLOW_UP_SEEDS = 3  # phase 2: the fewest that give a spread; five do not fit the budget (docs/study-images.md)
 # The anomalies, held out of training together, fixed before any run: class 1 is the held-out
 # class of the reference experiments 4 and 5; 7 is the second, the same index in both datasets
 # so that neither choice is tuned to its data (MNIST: the digits 1 and 7; Fashion-MNIST:
 # trouser and sneaker). Each run also reports each class's ROC-AUC.
 HELD_OUT = {"mnist": [1, 7], "fashion_mnist": [1, 7]}
 ARCHITECTURES: dict[str, dict[str, Any]] = {
-    # experiments/mnist.yaml's 784-400-z: about 1 s an epoch of 10,000 images on one CPU thread
+    # experiments/mnist.yaml's 784-400-z: cheap enough for a CPU thread (its cost: docs/study-images.md)
     "mlp": {"model.architecture": "mlp", "model.hidden_dims": [400]},
-    # for a GPU: two stride-2 convolutions, then 128-64-z (the study's first model, 118 s a run
-    # at 2,000 images and 30 epochs on one CPU thread)
+    # for a GPU: two stride-2 convolutions, then 128-64-z (too slow a run for two CPU cores:
+    # docs/study-images.md)
     "conv": {"model.architecture": "conv", "model.conv_channels": [32, 64], "model.hidden_dims": [128, 64]},
 }
 STUDY_PARAMS: dict[str, Any] = {  # experiments/mnist.yaml's training, the held-out protocol
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
                         "with one torch thread (default 2, for 2 cores)")
     parser.add_argument("--dry-run", action="store_true", help="print the runs still to do, and how many are done; run nothing")
     parser.add_argument("--out", type=Path, help="folder of runs.csv and the report (default reports/study/<dataset>)")
-    budget = parser.add_argument_group("budget (what docs/study.md measured; changing one starts another study)")
+    budget = parser.add_argument_group("budget (what docs/study-images.md measured; changing one starts another study)")
     budget.add_argument("--architecture", choices=sorted(ARCHITECTURES), default="mlp",
                         help="mlp (default), or conv for a GPU")
     budget.add_argument("--max-train", type=int, default=10_000, help="training images per run, a seeded subsample (0 = all)")

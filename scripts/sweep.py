@@ -25,7 +25,7 @@ see them as local ones. A task whose worker or node dies is retried (--retries);
 fails on its own (bad params, NaN loss) is reported with its one-line error while the others
 go on. Ctrl-C cancels the tasks, lets them stop their runs and remove their clones, and pulls
 what had finished. The task itself is scripts/sweep_task.py. Starting a cluster, and what each
-node needs: docs/cluster.md.
+node needs: docs/howto/cluster.md.
 """
 from __future__ import annotations
 
@@ -178,7 +178,7 @@ def check_dvc_remote(commit: str, name: str | None) -> None:
     config = ConfigObj(git("show", f"{commit}:.dvc/config", check=False).splitlines())
     name = name or config.get("core", {}).get("remote")
     how = ("dvc remote add -d storage <url every node reaches>, then commit and push "
-           ".dvc/config; credentials stay out of git (docs/cluster.md)")
+           ".dvc/config; credentials stay out of git (docs/howto/cluster.md)")
     if not name:
         raise UserError(f"the committed .dvc/config has no default DVC remote, where the nodes "
                         f"push the outputs: {how}")
@@ -212,7 +212,7 @@ def connect(address: str | None) -> None:
         ray.init(address=address, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError) as err:
         raise UserError(f"cannot reach a Ray cluster at {address!r}: {str(err).splitlines()[0]} "
-                        "(start one with `ray start --head`, see docs/cluster.md)") from err
+                        "(start one with `ray start --head`, see docs/howto/cluster.md)") from err
 
 
 def describe_cluster(resources: Resources) -> str:

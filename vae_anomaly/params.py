@@ -30,6 +30,7 @@ class Number:
     low_open: bool = False
     integer: bool = False
     default: Any = field(default=None, kw_only=True)
+    doc: str = field(default="", kw_only=True)  # one line, for docs/params.md
 
     def allowed(self) -> str:
         kind = "an integer" if self.integer else "a number"
@@ -52,14 +53,15 @@ class Number:
         return self.high is None or value <= self.high
 
 
-def Int(low: float | None = None, high: float | None = None, *, default: int | None = None) -> Number:
-    return Number(low, high, integer=True, default=default)
+def Int(low: float | None = None, high: float | None = None, *, default: int | None = None, doc: str = "") -> Number:
+    return Number(low, high, integer=True, default=default, doc=doc)
 
 
 @dataclass(frozen=True)
 class Choice:
     options: tuple[str, ...]
     default: str | None = field(default=None, kw_only=True)
+    doc: str = field(default="", kw_only=True)
 
     def allowed(self) -> str:
         return "one of " + ", ".join(repr(o) for o in self.options)
@@ -74,6 +76,7 @@ class ListOf:
     min_len: int = 1
     unique: bool = True
     default: tuple = field(default=(), kw_only=True)  # a tuple: a list default would be shared
+    doc: str = field(default="", kw_only=True)
 
     def allowed(self) -> str:
         return f"a list of at least {self.min_len} distinct item(s), each {self.item.allowed()}"
@@ -94,6 +97,7 @@ class KindList:
 
     kinds: dict[str, dict[str, Number]]
     default: tuple = field(default=(), kw_only=True)  # of mappings, copied by default_params
+    doc: str = field(default="", kw_only=True)
 
     def allowed(self) -> str:
         kinds = "; ".join(f"{kind}: {', '.join(keys)}" for kind, keys in self.kinds.items())
@@ -126,6 +130,7 @@ class Text:
     """Any string; ``""`` where the key means "not set"."""
 
     default: str = field(default="", kw_only=True)
+    doc: str = field(default="", kw_only=True)
 
     def allowed(self) -> str:
         return "a string (quoted; \"\" for none)"
@@ -139,6 +144,7 @@ class Flag:
     """A YAML boolean: true or false (not "yes", not 1)."""
 
     default: bool = field(default=False, kw_only=True)
+    doc: str = field(default="", kw_only=True)
 
     def allowed(self) -> str:
         return "true or false"
@@ -154,6 +160,7 @@ class OrAuto:
 
     inner: Number | Choice | ListOf
     default: str = field(default="auto", kw_only=True)
+    doc: str = field(default="", kw_only=True)
 
     def allowed(self) -> str:
         return f"'auto' or {self.inner.allowed()}"
@@ -186,93 +193,138 @@ SYNTHETIC_ANOMALIES = {
 # and of every key a Detector is not given (:func:`default_params`).
 SCHEMA: dict[str, Any] = {
     "data": {
-        "source": Choice(DATA_SOURCES, default="synthetic"),
-        "seed": Int(0, default=0),
-        "val_fraction": Number(0, 0.5, low_open=True, default=0.1),
-        "max_train": Int(0, default=0),
-        "max_test": Int(0, default=0),
-        "protocol": Choice(PROTOCOLS, default="held_out"),
-        "classes": ListOf(Int(0), min_len=0, default=(1,)),
-        "root": Text(default=""),
-        "download": Flag(default=True),
+        "source": Choice(DATA_SOURCES, default="synthetic",
+                         doc="the dataset ([data sources](data.md)); `file` is your own table"),
+        "seed": Int(0, default=0, doc="seeds the data, the anomaly injection and every split"),
+        "val_fraction": Number(0, 0.5, low_open=True, default=0.1,
+                               doc="share of the training data kept for validation (every source but `synthetic`)"),
+        "max_train": Int(0, default=0,
+                         doc="at most this many training rows, a seeded subsample (validation left whole; tables "
+                             "keep the scaling of the whole training split); 0 = all"),
+        "max_test": Int(0, default=0, doc="at most this many test rows, a seeded subsample; 0 = all"),
+        "protocol": Choice(PROTOCOLS, default="held_out",
+                           doc="labelled images: `data.classes` are the anomalies (`held_out`), the one normal "
+                               "class (`one_class`), or every class is normal (`plain`)"),
+        "classes": ListOf(Int(0), min_len=0, default=(1,),
+                          doc="class indices, as `data.protocol` reads them"),
+        "root": Text(default="",
+                     doc="MNIST and Fashion-MNIST: a local torchvision root; `''`: `$VAE_ANOMALY_DATA_ROOT`, "
+                         "else `data/raw`"),
+        "download": Flag(default=True, doc="whether torchvision may download MNIST and Fashion-MNIST into `data/raw`"),
         "synthetic": {
-            "n_features": Int(2, default=30),
-            "latent_dim": Int(1, default=4),
-            "noise_std": Number(0, low_open=True, default=0.3),
-            "n_train": Int(MIN_TRAIN_ROWS, default=8000),
-            "n_val": Int(MIN_VAL_ROWS, default=1000),
-            "n_test": Int(2, default=2000),
+            "n_features": Int(2, default=30, doc="features of the synthetic table"),
+            "latent_dim": Int(1, default=4, doc="size of the Gaussian latent whose linear map gives the features"),
+            "noise_std": Number(0, low_open=True, default=0.3, doc="std of the noise added to each feature"),
+            "n_train": Int(MIN_TRAIN_ROWS, default=8000, doc="training rows, all normal"),
+            "n_val": Int(MIN_VAL_ROWS, default=1000, doc="validation rows, all normal"),
+            "n_test": Int(2, default=2000, doc="test rows, normal and anomalies"),
             "anomalies": KindList(SYNTHETIC_ANOMALIES, default=(
                 {"kind": "mean_shift", "share": 0.05, "n_features": 3, "magnitude": 1.0},
                 {"kind": "correlation_break", "share": 0.05, "n_features": 1},
                 {"kind": "variance_explosion", "share": 0.05, "n_features": 1, "scale": 3.0},
-            )),
+            ), doc="injected into the test set: `share` of it, `n_features` changed per sample, shifted by "
+                   "`magnitude` stds, decorrelated, or noised by `scale` stds; `[]` for none; "
+                   "`-S data.synthetic.anomalies.0.magnitude=2` sets one item's key"),
         },
         "blobs2d": {
-            "n_train": Int(2, default=1000),
-            "n_test": Int(1, default=100),
-            "n_features": Int(2, default=2),
-            "contamination": Number(0, 0.5, low_open=True, default=0.1),
+            "n_train": Int(2, default=1000, doc="PyOD `generate_data`'s training rows (outliers among them)"),
+            "n_test": Int(1, default=100, doc="its test rows"),
+            "n_features": Int(2, default=2, doc="its features"),
+            "contamination": Number(0, 0.5, low_open=True, default=0.1, doc="its share of outliers, in train and test"),
         },
         "file": {
-            "path": Text(default=""),
-            "label_column": Text(default="label"),
-            "train_fraction": Number(0, 1, low_open=True, default=0.5),
-            "categorical": ListOf(Text(), min_len=0, default=()),
-            "drop_columns": ListOf(Text(), min_len=0, default=()),
+            "path": Text(default="",
+                         doc="your table: `.npz` (arrays X, y), `.csv` or `.parquet` (with a label column) or ODDS "
+                             "`.mat` (X, y); see [your own data](howto/own-data.md)"),
+            "label_column": Text(default="label",
+                                 doc="the label column of a `.csv` or `.parquet`: 0 normal, 1 anomaly"),
+            "train_fraction": Number(0, 1, low_open=True, default=0.5,
+                                     doc="seeded share of the normal rows used for training; the others and every "
+                                         "anomaly are the test set"),
+            "categorical": ListOf(Text(), min_len=0, default=(),
+                                  doc="columns to read as categories even when they hold numbers (text, booleans "
+                                      "and pandas categories are categories already)"),
+            "drop_columns": ListOf(Text(), min_len=0, default=(),
+                                   doc="columns left out of the model: identifiers, timestamps, free text"),
         },
         "digits": {
-            "test_fraction": Number(0, 0.5, low_open=True, default=0.3),
+            "test_fraction": Number(0, 0.5, low_open=True, default=0.3,
+                                    doc="seeded share of the 1,797 digits held out for the test set"),
         },
     },
     "model": {
-        "kind": Choice(("vae", "ae", "sparse"), default="vae"),
-        "architecture": Choice(("mlp", "conv"), default="mlp"),
-        "hidden_dims": OrAuto(ListOf(Int(1), unique=False)),
-        "conv_channels": ListOf(Int(1), unique=False, default=(32, 64)),
-        "latent_dim": OrAuto(Int(1)),
-        "likelihood": OrAuto(Choice(LIKELIHOODS)),
-        "beta": Number(0, default=1.0),
+        "kind": Choice(("vae", "ae", "sparse"), default="vae",
+                       doc="`ae`: plain autoencoder (no KL); `sparse`: Sparse VAE, Antelmi et al. 2019 "
+                           "([the study](study.md))"),
+        "architecture": Choice(("mlp", "conv"), default="mlp",
+                               doc="`conv`, for images: stride-2 4×4 convolutions before the MLP"),
+        "hidden_dims": OrAuto(ListOf(Int(1), unique=False),
+                              doc="encoder layer sizes (the decoder mirrors them)"),
+        "conv_channels": ListOf(Int(1), unique=False, default=(32, 64),
+                                doc="channels of the convolutions of `model.architecture: conv`"),
+        "latent_dim": OrAuto(Int(1), doc="latent size"),
+        "likelihood": OrAuto(Choice(LIKELIHOODS),
+                             doc="the decoder's: squared error (fixed variance ½), binary cross-entropy (data "
+                                 "in [0, 1]), or a distribution over 8-bit pixel values"),
+        "beta": Number(0, default=1.0, doc="KL weight (β-VAE)"),
     },
     "train": {
-        "seed": Int(0, default=0),
-        "epochs": Int(1, default=60),
-        "batch_size": Int(1, default=128),
-        "lr": Number(0, low_open=True, default=0.001),
-        "kl_schedule": Choice(KL_SCHEDULES, default="monotonic"),
-        "kl_warmup_epochs": Int(0, default=10),
-        "kl_cycles": Int(1, default=4),
-        "kl_ramp_fraction": Number(0, 1, low_open=True, default=0.5),
-        "patience": Int(1, default=8),
-        "device": Choice(("auto", "cpu", "cuda"), default="auto"),
+        "seed": Int(0, default=0, doc="seeds the weights, the batches and the scores' samples"),
+        "epochs": Int(1, default=60, doc="the most epochs trained"),
+        "batch_size": Int(1, default=128, doc="rows per training step"),
+        "lr": Number(0, low_open=True, default=0.001, doc="Adam's learning rate"),
+        "kl_schedule": Choice(KL_SCHEDULES, default="monotonic",
+                              doc="the KL weight per epoch (`cyclical`: Fu et al. 2019); one that never reaches "
+                                  "full β is refused"),
+        "kl_warmup_epochs": Int(0, default=10, doc="`monotonic`: epochs over which the KL weight rises to β"),
+        "kl_cycles": Int(1, default=4, doc="`cyclical`: cycles over the epochs"),
+        "kl_ramp_fraction": Number(0, 1, low_open=True, default=0.5,
+                                   doc="`cyclical`: the share of each cycle over which the KL weight rises"),
+        "patience": Int(1, default=8,
+                        doc="epochs at full β without validation improvement before stopping (the best epoch's "
+                            "weights are kept)"),
+        "device": Choice(("auto", "cpu", "cuda"), default="auto",
+                         doc="where `train` and `score` run; `auto`: CUDA when present"),
     },
     "score": {
-        "names": OrAuto(ListOf(Choice(SCORES))),
-        "primary": OrAuto(Choice(SCORES)),
-        "elbo_samples": Int(1, default=16),
-        "iwae_samples": Int(1, default=50),
-        "complexity_codec": Choice(("jpeg2000", "png"), default="jpeg2000"),
-        "knn_neighbors": Int(1, default=5),
-        "combine": OrAuto(ListOf(Choice(SCORES))),
-        "regret_steps": Int(1, default=20),
-        "regret_lr": Number(0, low_open=True, default=0.1),
-        "batch_size": Int(1, default=1024),
+        "names": OrAuto(ListOf(Choice(SCORES)),
+                        doc="the [scores](#scores) to compute"),
+        "primary": OrAuto(Choice(SCORES),
+                          doc="the one thresholded and reported first"),
+        "elbo_samples": Int(1, default=16, doc="posterior samples in the negative ELBO"),
+        "iwae_samples": Int(1, default=50, doc="K, importance samples of `iwae` and `complexity_corrected`"),
+        "complexity_codec": Choice(("jpeg2000", "png"), default="jpeg2000",
+                                   doc="lossless codec of the complexity L(x) in `complexity_corrected` and "
+                                       "`compressed_length`"),
+        "knn_neighbors": Int(1, default=5, doc="k of `latent_knn` and `latent_residual_knn`"),
+        "combine": OrAuto(ListOf(Choice(SCORES)),
+                          doc="the scores `combined` averages, each scaled by its validation median and IQR "
+                              "(each in `score.names`)"),
+        "regret_steps": Int(1, default=20, doc="`likelihood_regret`: Adam steps fitting each sample's posterior"),
+        "regret_lr": Number(0, low_open=True, default=0.1, doc="`likelihood_regret`: their learning rate"),
+        "batch_size": Int(1, default=1024, doc="rows scored at once"),
     },
     "threshold": {
-        "method": Choice(THRESHOLD_METHODS, default="mean_std"),
-        "split": Choice(("train", "val", "test"), default="val"),
-        "k": Number(default=3.0),
-        "q": Number(0, 100, default=99.0),
+        "method": Choice(THRESHOLD_METHODS, default="mean_std",
+                         doc="mean + `threshold.k` std, or the `threshold.q`-th percentile"),
+        "split": Choice(("train", "val", "test"), default="val",
+                        doc="the split whose unlabelled scores it is fitted on"),
+        "k": Number(default=3.0, doc="`mean_std`: stds above the mean"),
+        "q": Number(0, 100, default=99.0, doc="`percentile`: the percentile"),
     },
     "baselines": {
-        "names": ListOf(Choice(BASELINES), min_len=0, default=("iforest", "ecod", "knn", "autoencoder", "vae")),
-        "seed": Int(0, default=0),
-        "knn_neighbors": Int(1, default=5),
-        "on_error": Choice(("record", "stop"), default="record"),
+        "names": ListOf(Choice(BASELINES), min_len=0, default=("iforest", "ecod", "knn", "autoencoder", "vae"),
+                        doc="PyOD detectors run beside the VAE (`autoencoder` and `vae` with the VAE's widths and "
+                            "`train` budget, early-stopped on the same validation split) and, for images, "
+                            "`compressed_length`; `[]` for none"),
+        "seed": Int(0, default=0, doc="seeds the detectors"),
+        "knn_neighbors": Int(1, default=5, doc="k of the KNN detector"),
+        "on_error": Choice(("record", "stop"), default="record",
+                           doc="a detector that raises: left out with its error in the metrics, or the stage stops"),
     },
     "plot": {
-        "n_images": Int(1, 64, default=10),
-        "seed": Int(0, default=0),
+        "n_images": Int(1, 64, default=10, doc="images per row in the image figures"),
+        "seed": Int(0, default=0, doc="which test images and prior samples they show"),
     },
 }
 

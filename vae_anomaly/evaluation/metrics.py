@@ -63,8 +63,8 @@ def weighted_ranking_metrics(
     them, and a row of ones gives scikit-learn's own values (tested against its sample_weight).
 
     Written out because the bootstrap needs B ~ 1,000 resamples per task, seed and detector:
-    scikit-learn's metrics, one resample per call, would cost the suite about 20 minutes; here a
-    resample is a row of multiplicities and every row shares one sort of the scores.
+    scikit-learn's metrics, one resample per call, are too slow for that (docs/suite.md, Cost);
+    here a resample is a row of multiplicities and every row shares one sort of the scores.
     """
     labels = np.asarray(labels).astype(bool)
     order = np.argsort(-np.asarray(scores), kind="stable")

@@ -1,4 +1,4 @@
-"""The trade-off study's runs, in process (docs/study.md): a run trains one model and reads its
+"""The trade-off study's runs, in process (docs/study-images.md): a run trains one model and reads its
 test split through the pipeline's own functions (the train, score and evaluate stages' code
 path); finished runs are the rows of one table, ``runs.csv``, rewritten atomically after each
 run, so a study cut short goes on where it stopped.
