@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from stages.paths import CURVES, FEATURES, FIGURES_DIR, LABELS, MODEL, SCORES_DIR, THRESHOLD, TRAINING_LOG
+from stages.paths import (CURVES, FEATURES, FIGURES_DIR, LABELS, MODEL, SCORES_DIR, TEST_EXPLANATION, THRESHOLD,
+                          TRAINING_LOG)
 from vae_anomaly.cli import run_stage
+from vae_anomaly.data.columns import read_encoding
 from vae_anomaly.data.splits import SPLITS
 from vae_anomaly.evaluation import plots
 from vae_anomaly.evaluation.baselines import FIGURE_PREFIX
@@ -71,9 +73,12 @@ def make_figures(
     model: Callable[[], VAE],
     plot_p: dict[str, Any],
     curves: dict[str, dict[str, Any]] | None = None,
+    explanation: tuple[np.ndarray, list[str]] | None = None,
 ) -> dict[str, plt.Figure]:
     """Every figure that applies to this data, by file name (without .png); ``curves`` (see
-    figure_curves; none when the test set holds one class) make the ROC and PR figure.
+    figure_curves; none when the test set holds one class) make the ROC and PR figure;
+    ``explanation`` (tables: the test rows' contributions by column, and the column names)
+    the figure of the most anomalous rows' top columns.
     ``model`` loads the model, called only for images: tabular runs draw without torch."""
     test_label, test = labels["test_label"], scores["test"]
     figures = {
@@ -84,6 +89,8 @@ def make_figures(
         figures[f"score_histogram_{ELBO}"] = plots.score_histogram(test[ELBO], test_label, None, ELBO)
     if curves:
         figures["roc_pr"] = plots.roc_pr_figure(curves)
+    if explanation is not None:
+        figures["top_columns"] = plots.top_columns_figure(*explanation, test[primary], primary)
     if features["test"].ndim == 4:
         figures.update(image_figures(model(), features["test"], test_label, test[primary],
                                      plot_p["n_images"], plot_p["seed"]))
@@ -124,8 +131,12 @@ def main() -> None:
         return load_model(MODEL)
 
     curves = figure_curves(read_arrays(CURVES))
+    encoding = read_encoding(FEATURES)
+    explanation = None
+    if encoding is not None:
+        explanation = read_arrays(TEST_EXPLANATION, "ours")["ours"], encoding.names
     figures = make_figures(features, labels, scores, primary, threshold, read_history(TRAINING_LOG), model, plot_p,
-                           curves)
+                           curves, explanation)
     for name, fig in figures.items():
         save_figure(fig, f"{FIGURES_DIR}/{name}.png")
 

@@ -74,7 +74,8 @@ class Detector(BaseDetector):
     Tables: a pandas DataFrame of any column types (numbers, text, booleans, categories;
     missing values welcome), its columns matched by name when it scores new rows, or an array
     (N, D) of numbers (NaN where missing); columns named in ``categorical`` are read as
-    categories whatever they hold (data/columns.py). Numbers are standardised with the
+    categories whatever they hold, and columns named in ``drop_columns`` (ids, timestamps) are
+    left out wherever they appear (data/columns.py). Numbers are standardised with the
     training rows' mean and std. Images (N, C, H, W) are used as they are, in [0, 1]. Without
     ``X_val``, ``fit`` keeps ``val_fraction`` of X (seeded with ``train.seed``) for early
     stopping and, with ``threshold.split: val``, the threshold; ``decision_scores_`` and
@@ -96,6 +97,7 @@ class Detector(BaseDetector):
         val_fraction: float = SCHEMA["data"]["val_fraction"].default,
         contamination: float | None = None,
         categorical: list[str] | None = None,
+        drop_columns: list[str] | None = None,
     ):
         # scikit-learn's convention: store the arguments as given (clone checks they are the
         # very objects passed); they are merged with the defaults and checked by fit.
@@ -106,6 +108,7 @@ class Detector(BaseDetector):
         self.val_fraction = val_fraction
         self.contamination = contamination
         self.categorical = categorical
+        self.drop_columns = drop_columns
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Detector:
@@ -192,11 +195,12 @@ class Detector(BaseDetector):
 
     def _fit_encoding(self, rows: Any) -> ColumnEncoding:
         """The columns of the training rows: a DataFrame's by name and type, an array's numbers."""
-        categorical = list(self.categorical or [])
+        categorical, dropped = list(self.categorical or []), list(self.drop_columns or [])
         if _is_frame(rows):
-            return ColumnEncoding.fit(rows, categorical, where="X")
-        if categorical:
-            raise ParamsError("categorical names columns, which an array has not: fit on a pandas DataFrame")
+            return ColumnEncoding.fit(rows, categorical, dropped, where="X")
+        if categorical or dropped:
+            raise ParamsError("categorical and drop_columns name columns, which an array has not: fit on a "
+                              "pandas DataFrame")
         return ColumnEncoding.fit_array(_as_table(rows, "X"))
 
     def fit_predict(self, X: np.ndarray, y: Any = None) -> np.ndarray:

@@ -96,6 +96,25 @@ def roc_pr_figure(curves: dict[str, dict[str, Any]]) -> plt.Figure:
     return fig
 
 
+def top_columns_figure(contributions: np.ndarray, names: list[str], scores: np.ndarray, score_name: str,
+                       n_rows: int = 6, top: int = 5) -> plt.Figure:
+    """The ``n_rows`` highest-scoring rows, each a bar chart of its ``top`` columns by
+    contribution (``contributions``: (N, columns), as Detector.explain gives them)."""
+    rows = np.argsort(-scores, kind="stable")[:n_rows]
+    ncol = min(3, len(rows))
+    nrow = -(-len(rows) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 2.4 * nrow), layout="tight", squeeze=False)
+    for ax, row in zip(axes.flat, rows):
+        best = np.argsort(-contributions[row], kind="stable")[:top][::-1]
+        ax.barh([names[j] for j in best], contributions[row, best], color=ANOMALY_COLOR)
+        ax.set_title(f"test row {row}: {score_name} {scores[row]:.4g}", fontsize=9)
+        ax.tick_params(labelsize=8)
+    for ax in axes.flat[len(rows):]:
+        ax.set_visible(False)
+    fig.supxlabel("contribution to the score (nats)", fontsize=9)
+    return fig
+
+
 def image_rows(rows: list[tuple[str, Any]], ncol: int) -> plt.Figure:
     """Rows of images (N, C, H, W) in [0, 1], one titled row each, tiled by torchvision."""
     import torch  # imported here: it costs seconds, and tabular runs draw no images
