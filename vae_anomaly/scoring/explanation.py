@@ -1,5 +1,5 @@
 """Why a table row is anomalous: each column's contribution to how far the row lies off what
-the VAE reconstructs, in nats (docs/detector.md, "Explanations").
+the VAE reconstructs, in nats (docs/tables.md, "Explanations").
 
 The evidence is the residual r = x - E[x|z(x)] (model.residual: 0 where x is missing) under
 the Gaussian of the training rows' residuals, N(0, S), the covariance whose whitening is the
