@@ -132,6 +132,10 @@ def test_a_mixed_table_is_read_with_its_columns_kinds_and_gaps(tmp_path, params)
     assert np.isnan(everything[:, 1:4]).all(axis=1).sum() == 2  # a missing category: its whole block
     one_hot = everything[~np.isnan(everything[:, 1]), 1:4]
     assert (one_hot.sum(axis=1) == 1).all()
+    from vae_anomaly.data.figures import examples_figure  # prepare's figure of the rows, gaps and all
+
+    points = examples_figure(splits).axes[0].collections[0].get_offsets()
+    assert np.isfinite(points).all()
 
 
 def test_columns_named_categorical_or_dropped_must_exist_and_an_id_is_refused(tmp_path, params):

@@ -81,3 +81,18 @@ def test_explain_has_the_tables_columns_and_finds_a_planted_change(correlated):
     with_gap.loc[5, "m1"] = np.nan
     again = detector.explain(with_gap)
     assert again.loc[5, "m1"] == 0 and again.loc[5].idxmax() == "m3"  # a gap explains nothing, and hides nothing
+
+
+def test_past_max_steps_the_columns_left_share_the_rest_and_the_sum_stays_exact():
+    from vae_anomaly.scoring.explanation import MAX_STEPS
+
+    rng = np.random.default_rng(3)
+    d = MAX_STEPS + 36
+    a = rng.normal(size=(d, d))
+    covariance = a @ a.T / d + np.eye(d)
+    r = rng.normal(size=(4, d))
+    r[0, 5] += 40.0  # one planted column stands out
+    gains = matching_pursuit(r, covariance, np.arange(d), np.zeros_like(r, dtype=bool))
+    total = np.einsum("nd,de,ne->n", r, np.linalg.inv(covariance), r)
+    np.testing.assert_allclose(gains.sum(axis=1), total, rtol=1e-8)
+    assert (gains >= 0).all() and gains[0].argmax() == 5

@@ -48,17 +48,19 @@ def image_examples(splits: Splits) -> plt.Figure:
 def tabular_scatter(splits: Splits) -> plt.Figure:
     """Training and test samples, anomalies in red: the features themselves for 2-D data,
     the one feature against the row number for 1-D data, otherwise their projection on the
-    training split's first two principal components."""
-    mean = splits.train.mean(axis=0)
-    if splits.train.shape[1] <= 2:
-        basis, axis_name = np.eye(splits.train.shape[1]), "feature {}"
+    training split's first two principal components. A missing entry is drawn at 0 (the
+    training mean, once standardised)."""
+    train, test = np.nan_to_num(splits.train), np.nan_to_num(splits.test)
+    mean = train.mean(axis=0)
+    if train.shape[1] <= 2:
+        basis, axis_name = np.eye(train.shape[1]), "feature {}"
     else:
-        basis = np.linalg.svd(splits.train - mean, full_matrices=False)[2][:2].T
+        basis = np.linalg.svd(train - mean, full_matrices=False)[2][:2].T
         axis_name = "principal component {} of the training split"
 
     panels = [
-        ("training split", splits.train, splits.train_label),
-        ("test split", splits.test, splits.test_label),
+        ("training split", train, splits.train_label),
+        ("test split", test, splits.test_label),
     ]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharex=True, sharey=True)
     for ax, (title, x, label) in zip(axes, panels):

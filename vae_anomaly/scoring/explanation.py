@@ -7,7 +7,8 @@ residual half of ``latent_residual_knn``'s coordinates. Its negative log-likelih
 perfect reconstruction, 1/2 r^T S^-1 r, is split over the columns by orthogonal matching
 pursuit in the whitened space (Pati et al. 1993): the column (a number, or a category's
 one-hot block as one) that explains most of what is left is taken first, then the next given
-the first, and so on; each column's contribution is its step's gain. The contributions are
+the first, and so on; each column's contribution is its step's gain. Past MAX_STEPS columns
+the columns left share the rest in proportion to their gains given those taken. The contributions are
 >= 0 and add up to 1/2 r^T S^-1 r; a normal row's add up to about D/2 (a chi-square with D
 degrees of freedom, halved). Conditioning on the columns already taken is what sees a
 correlation break: a value plausible alone but not given the others. Missing entries are left
@@ -27,6 +28,10 @@ from ..model.vae import VAE
 
 # Rows decomposed at once: each holds a D x D precision and its factor.
 MAX_MATRIX_VALUES = 1 << 22
+# Greedy steps: the columns a row's explanation orders exactly. A wider table's remaining
+# columns share what is left in proportion to their gains given those taken, so that the
+# cost stays linear in the columns (a step costs O(D x steps)) and the sum stays exact.
+MAX_STEPS = 64
 
 
 @dataclass
@@ -113,8 +118,10 @@ def matching_pursuit(r: np.ndarray, covariance: np.ndarray, feature_column: np.n
             for c, m in blocks.items()}
     left = u.copy()  # l_d . (what is left of y), for every atom d
     norm2 = diagonal.copy()  # |l_d orthogonalised|^2
-    taken_c = np.zeros((n, d, d))  # c vectors of the directions taken, row by row
-    taken_t = np.zeros((n, d))  # q . y of each
+    widest = max(len(m) for m in members)
+    slots = min(d, MAX_STEPS * widest)  # directions a row can take: one per input of a taken column
+    taken_c = np.zeros((n, slots, d))  # c vectors of the directions taken, row by row
+    taken_t = np.zeros((n, slots))  # q . y of each
     count = np.zeros(n, dtype=np.int64)
     taken = np.stack([missing[:, m].any(axis=1) for m in members], axis=1)
     gains = np.zeros((n, n_columns))
@@ -128,7 +135,7 @@ def matching_pursuit(r: np.ndarray, covariance: np.ndarray, feature_column: np.n
         scale = np.where(ok, 1.0 / np.sqrt(np.maximum(size2, 1e-300)), 0.0)
         c = new * scale[:, None]
         t = (u[rows, inputs] - (within * taken_t[rows]).sum(axis=1)) * scale
-        slot = np.minimum(count[rows], d - 1)
+        slot = np.minimum(count[rows], slots - 1)
         taken_c[rows, slot] = c
         taken_t[rows, slot] = t
         count[rows] += ok
@@ -137,7 +144,8 @@ def matching_pursuit(r: np.ndarray, covariance: np.ndarray, feature_column: np.n
         for column, m in blocks.items():
             gram[column][rows] -= c[:, m, None] * c[:, None, m]
 
-    for _ in range(n_columns):
+    def candidate_gains() -> np.ndarray:
+        """What each column would explain of the rest, given the columns taken (-inf if taken)."""
         value = np.full((n, n_columns), -np.inf)
         inputs = single_input[single]
         value[:, single] = np.where(norm2[:, inputs] > 1e-10 * diagonal[:, inputs],
@@ -146,6 +154,10 @@ def matching_pursuit(r: np.ndarray, covariance: np.ndarray, feature_column: np.n
             p = left[:, m]
             value[:, column] = (p[:, None, :] @ np.linalg.pinv(gram[column], hermitian=True) @ p[:, :, None])[:, 0, 0]
         value[taken] = -np.inf
+        return value
+
+    for _ in range(min(n_columns, MAX_STEPS)):
+        value = candidate_gains()
         pick = value.argmax(axis=1)
         live = np.isfinite(value[everyone, pick])
         if not live.any():
@@ -158,6 +170,10 @@ def matching_pursuit(r: np.ndarray, covariance: np.ndarray, feature_column: np.n
             rows = everyone[live & (pick == column)]
             for entry in m:  # the block's atoms, one direction each
                 add_direction(rows, np.full(len(rows), entry))
+    if n_columns > MAX_STEPS:  # the rest of r^T P r, shared by the gains of the columns left
+        value = np.maximum(np.where(taken, 0.0, candidate_gains()), 0.0)
+        rest = np.maximum((r * u).sum(axis=1) - gains.sum(axis=1), 0.0)
+        gains += value / np.maximum(value.sum(axis=1, keepdims=True), 1e-300) * rest[:, None]
     return gains
 
 
