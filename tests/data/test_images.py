@@ -251,7 +251,7 @@ def test_prepare_stage_writes_labels_and_examples(params, tmp_path, monkeypatch)
     prepare.main()
     labels = read_arrays(prepare.LABELS)
     assert labels["train_label"].dtype == np.int64 and labels["test_kind"].dtype.kind == "U"
-    assert set(read_arrays(prepare.FEATURES)) == {"train", "val", "test"}
+    assert set(read_arrays(prepare.FEATURES)) == {"train", "val", "test", "columns"}  # columns: null for images
     assert (tmp_path / prepare.EXAMPLES).read_bytes()[:4] == b"\x89PNG"
 
 

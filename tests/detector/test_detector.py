@@ -254,7 +254,7 @@ def test_clone_get_params_and_set_params_follow_scikit_learn():
     twin = clone(detector)
     assert twin is not detector and twin.get_params() == detector.get_params() == {
         "model": {"latent_dim": 2}, "train": {"epochs": 3}, "score": None, "threshold": None,
-        "val_fraction": 0.1, "contamination": 0.05, "categorical": None}
+        "val_fraction": 0.1, "contamination": 0.05, "categorical": None, "drop_columns": None}
     assert twin.model is not detector.model  # deep-copied: changing one leaves the other
     assert twin.set_params(contamination=None, train={"epochs": 5}) is twin
     assert (twin.contamination, twin.train, detector.train) == (None, {"epochs": 5}, {"epochs": 3})
