@@ -5,7 +5,8 @@ score's, every baseline's and the model's diagnostics to reports/detail.json, th
 score's per anomaly kind to reports/per_type.json (`dvc metrics show FILE`). The ROC and PR
 curves too: the primary score's for `dvc plots`, every score's and baseline's for the plot
 stage's figure (computed here, where scikit-learn is loaded already, so that the plot stage
-draws without it)."""
+draws without it). For images with defect masks, the anomaly maps' pixel ROC-AUC and AUPRO
+(reports/detail.json: pixel)."""
 import logging
 
 import numpy as np
@@ -22,6 +23,7 @@ from stages.paths import (
     PER_TYPE,
     TEST_EXPLANATION,
     TEST_LATENT,
+    TEST_MAPS,
     TEST_RECONSTRUCTION,
     TEST_SCORES,
     THRESHOLD,
@@ -37,11 +39,21 @@ from vae_anomaly.evaluation.metrics import (
     ranking_metrics,
     reconstruction_metrics,
 )
+from vae_anomaly.evaluation.pixel import pixel_metrics
 from vae_anomaly.io import read_arrays, read_json, write_arrays, write_csv, write_json
 from vae_anomaly.params import load_params
 from vae_anomaly.scoring.thresholds import flag
 
 log = logging.getLogger(__name__)
+
+
+def pixel_detail(maps: np.ndarray, labels: dict[str, np.ndarray]) -> dict:
+    """Pixel ROC-AUC and AUPRO of the anomaly maps over every test image whose mask is known,
+    and per anomaly kind (its images with the normal ones)."""
+    masks, known, kinds = labels["test_mask"], labels["mask_known"], labels["test_kind"]
+    by_kind = {kind: pixel_metrics(maps, masks, known & np.isin(kinds, ["normal", kind]))
+               for kind in sorted(set(kinds.tolist()) - {"normal"})}
+    return {**pixel_metrics(maps, masks, known), "by_kind": by_kind}
 
 
 def main() -> None:
@@ -76,6 +88,10 @@ def main() -> None:
                                                     flag(scores[primary], threshold))
         log.info("explanations, hit rate on the flagged anomalies: %s",
                  {kind: m["hit_rate"] for kind, m in detail["explanation"].items()})
+    if "test_mask" in labels and (labels["mask_known"] & (labels["test_label"] == 1)).any():
+        # images with defect masks: whether the maps point at the defects, pixel by pixel
+        detail["pixel"] = pixel_detail(read_arrays(TEST_MAPS)["maps"], labels)
+        log.info("anomaly maps: pixel ROC-AUC %s, AUPRO %s", detail["pixel"]["roc_auc"], detail["pixel"]["aupro"])
     log.info("normal test samples: reconstruction %s; latent %s", detail["reconstruction"], detail["latent"])
     write_json(METRICS, result)
     write_json(DETAIL, detail)

@@ -23,6 +23,7 @@ TEST_LATENT = f"{SCORES_DIR}/test_latent.npz"
 TEST_RECONSTRUCTION = f"{SCORES_DIR}/test_reconstruction.npz"
 REFERENCE = f"{SCORES_DIR}/reference.npz"
 TEST_EXPLANATION = f"{SCORES_DIR}/test_explanation.npz"  # tables: each column's contribution, ours and a baseline
+TEST_MAPS = f"{SCORES_DIR}/test_maps.npz"  # images: each test image's anomaly map (scoring/maps.py)
 # threshold
 THRESHOLD = "reports/threshold.json"
 # detector

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from stages.paths import (CURVES, FEATURES, FIGURES_DIR, LABELS, MODEL, SCORES_DIR, TEST_EXPLANATION, THRESHOLD,
-                          TRAINING_LOG)
+from stages.paths import (CURVES, FEATURES, FIGURES_DIR, LABELS, MODEL, REFERENCE, SCORES_DIR, TEST_EXPLANATION,
+                          TEST_MAPS, THRESHOLD, TRAINING_LOG)
 from vae_anomaly.cli import run_stage
 from vae_anomaly.data.columns import read_encoding
 from vae_anomaly.data.splits import SPLITS
@@ -74,11 +74,14 @@ def make_figures(
     plot_p: dict[str, Any],
     curves: dict[str, dict[str, Any]] | None = None,
     explanation: tuple[np.ndarray, list[str]] | None = None,
+    maps: np.ndarray | None = None,
+    map_vmax: float = 1.0,
 ) -> dict[str, plt.Figure]:
     """Every figure that applies to this data, by file name (without .png); ``curves`` (see
     figure_curves; none when the test set holds one class) make the ROC and PR figure;
     ``explanation`` (tables: the test rows' contributions by column, and the column names)
-    the figure of the most anomalous rows' top columns.
+    the figure of the most anomalous rows' top columns; ``maps`` (images: the test images'
+    anomaly maps, drawn 0 to ``map_vmax``) the figure of images beside their maps and masks.
     ``model`` loads the model, called only for images: tabular runs draw without torch."""
     test_label, test = labels["test_label"], scores["test"]
     figures = {
@@ -94,6 +97,10 @@ def make_figures(
     if features["test"].ndim == 4:
         figures.update(image_figures(model(), features["test"], test_label, test[primary],
                                      plot_p["n_images"], plot_p["seed"]))
+        if maps is not None:
+            figures["anomaly_maps"] = plots.map_figure(features["test"], maps, labels["test_kind"],
+                                                       labels.get("test_mask"), labels.get("mask_known"),
+                                                       plot_p["n_images"], plot_p["seed"], map_vmax)
     elif features["test"].shape[1] == 2:
         for split in ("train", "test"):
             if f"{split}_label" in labels:
@@ -135,8 +142,12 @@ def main() -> None:
     explanation = None
     if encoding is not None:
         explanation = read_arrays(TEST_EXPLANATION, "ours")["ours"], encoding.names
+    maps, map_vmax = None, 1.0
+    if features["test"].ndim == 4:
+        maps = read_arrays(TEST_MAPS)["maps"]
+        map_vmax = float(read_arrays(REFERENCE, "explanation_map_scale")["explanation_map_scale"])
     figures = make_figures(features, labels, scores, primary, threshold, read_history(TRAINING_LOG), model, plot_p,
-                           curves, explanation)
+                           curves, explanation, maps, map_vmax)
     for name, fig in figures.items():
         save_figure(fig, f"{FIGURES_DIR}/{name}.png")
 

@@ -1,10 +1,14 @@
 """score: per-sample anomaly scores of every split, from the trained model; for the test split
 also the posterior statistics and the reconstruction quality that evaluate summarises, and for
-tables each column's contribution (scoring/explanation.py); and the training reference the
+tables each column's contribution (scoring/explanation.py), for images each one's anomaly map
+(scoring/maps.py); and the training reference the
 reference scores and the explanations compare with, which the detector stage packages."""
 import logging
 
-from stages.paths import FEATURES, MODEL, REFERENCE, SCORES_DIR, TEST_EXPLANATION, TEST_LATENT, TEST_RECONSTRUCTION
+import numpy as np
+
+from stages.paths import (FEATURES, MODEL, REFERENCE, SCORES_DIR, TEST_EXPLANATION, TEST_LATENT, TEST_MAPS,
+                          TEST_RECONSTRUCTION)
 from vae_anomaly.cli import run_stage
 from vae_anomaly.data.columns import read_encoding
 from vae_anomaly.data.splits import SPLITS
@@ -14,6 +18,7 @@ from vae_anomaly.params import load_params
 from vae_anomaly.pipeline import score_splits, training_reference
 from vae_anomaly.scoring.explanation import explain_rows, fit_explanation, squared_residuals
 from vae_anomaly.scoring.latent import posterior_statistics
+from vae_anomaly.scoring.maps import anomaly_maps, map_scale
 from vae_anomaly.scoring.reconstruction import reconstruction_quality
 from vae_anomaly.scoring.reference import reference_arrays
 
@@ -44,6 +49,9 @@ def main() -> None:
         arrays.update({f"explanation_{k}": v for k, v in explanation.arrays().items()})
         write_arrays(TEST_EXPLANATION, ours=explain_rows(model, features["test"], explanation, batch_size),
                      squared_residual=squared_residuals(model, features["test"], explanation.feature_column, batch_size))
+    if features["test"].ndim == 4:  # images: where each test image is anomalous, and the heat maps' scale
+        write_arrays(TEST_MAPS, maps=anomaly_maps(model, features["test"], batch_size))
+        arrays["explanation_map_scale"] = np.array(map_scale(anomaly_maps(model, features["train"], batch_size)))
     # Written even without reference scores (empty), so the folder's files never depend on
     # what an earlier run left there.
     write_arrays(REFERENCE, **arrays)

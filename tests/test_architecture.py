@@ -33,7 +33,7 @@ TORCH_FREE = (
     "errors", "io", "cli", "parallel", "params", "data.splits", "data.sources", "data.synthetic", "data.images",
     "data.tables", "data.sizing", "data.figures", "model.schedules", "scoring.registry", "scoring.combination",
     "scoring.thresholds", "scoring.complexity", "scoring.latent", "evaluation.metrics", "evaluation.plots",
-    "evaluation.baselines", "detector.folder",
+    "evaluation.baselines", "evaluation.pixel", "data.folders", "detector.folder",
 )
 
 

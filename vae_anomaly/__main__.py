@@ -20,7 +20,8 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", required=True, metavar="FILE",
                          help=".csv or .parquet: a header row and the columns the detector was fitted on, by name "
                               "(any order; numbers, text, booleans, empty cells); .npz: the array X (rows of numbers, "
-                              "or images N x C x H x W in [0, 1])")
+                              "or images N x C x H x W in [0, 1]); images: a folder of image files, one image file, "
+                              "or a quoted glob ('D/test/*/*.png')")
     predict.add_argument("--output", required=True, metavar="FILE", help=".csv, .parquet or .npz")
     predict.add_argument("--chunk-rows", type=int, default=None, metavar="N",
                          help="rows read and scored at once, which bounds memory (default 65536)")
@@ -29,6 +30,9 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--explain", type=int, default=0, metavar="K",
                          help="tables: add the K columns that contribute most to each row's score, and their "
                               "contributions in nats (top1_column, top1_contribution, ...; docs/detector.md)")
+    predict.add_argument("--maps", default=None, metavar="DIR",
+                         help="images: write each image's anomaly map into DIR, as a PNG heat map and the raw "
+                              "float32 array (.npy) beside it (docs/detector.md)")
     return root
 
 
@@ -40,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     run_main(lambda: predict_file(args.detector, args.input, args.output,
-                                   args.chunk_rows or CHUNK_ROWS, args.device, args.explain))
+                                   args.chunk_rows or CHUNK_ROWS, args.device, args.explain, args.maps))
 
 
 if __name__ == "__main__":

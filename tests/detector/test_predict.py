@@ -163,5 +163,5 @@ def test_images_score_as_the_score_stage_scored_the_test_split(tmp_path, monkeyp
                                         r"on images of shape \(1, 8, 8\)"):
         predict_file("data/detector", "wrong.npz", "scores2.npz")
     write_table(tmp_path / "new_images.csv", test.reshape(len(test), -1))
-    with pytest.raises(UserError, match=r"this detector scores images of shape \(1, 8, 8\); give them as a .npz"):
+    with pytest.raises(UserError, match=r"this detector scores images of shape \(1, 8, 8\); give a folder of image files"):
         predict_file("data/detector", "new_images.csv", "scores2.npz")

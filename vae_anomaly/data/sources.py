@@ -1,6 +1,7 @@
 """The dataset of ``data.source`` as splits: ``synthetic`` and ``blobs2d`` (made here,
 synthetic.py), the labelled images ``digits``, ``mnist`` and ``fashion_mnist`` (images.py)
-and the user's own labelled table, ``file`` (tables.py)."""
+the user's own labelled table, ``file`` (tables.py), and the user's own images, ``folder``
+(folders.py: MVTec AD's layout)."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,9 +10,9 @@ import numpy as np
 
 from . import images as image_sources
 from . import synthetic, tables
-from .splits import Splits, cap_rows, split_by_protocol, split_table
+from .splits import Splits, cap_rows, split_by_protocol, split_folder, split_table
 
-IMAGE_SOURCES = ("digits", "mnist", "fashion_mnist")
+IMAGE_SOURCES = ("digits", "mnist", "fashion_mnist", "folder")
 
 
 def make_splits(data_params: dict[str, Any]) -> Splits:
@@ -29,6 +30,12 @@ def _source_splits(data_params: dict[str, Any]) -> Splits:
         cfg = data_params["file"]
         table = tables.load_table(cfg["path"], cfg["label_column"], cfg["drop_columns"])
         return split_table(table, cfg["train_fraction"], data_params["val_fraction"], seed, cfg["categorical"])
+    if source == "folder":
+        from . import folders  # here: Pillow is read only for folders of images
+
+        cfg = data_params["folder"]
+        images = folders.load_folder(cfg["path"], tuple(cfg["size"]), cfg["channels"])
+        return split_folder(images, data_params["val_fraction"], seed, cfg["path"])
     if source == "blobs2d":
         return synthetic.make_blobs2d(data_params["blobs2d"], seed, data_params["val_fraction"])
     rng = np.random.default_rng(seed)

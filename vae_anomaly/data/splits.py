@@ -17,7 +17,7 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from . import images as image_sources
 from . import tables
 from .columns import ColumnEncoding
 from .sizing import MIN_TRAIN_ROWS, MIN_VAL_ROWS, Adaptations, validation_rows
+
+if TYPE_CHECKING:
+    from .folders import FolderImages
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +56,17 @@ class Splits:
     # Which columns each test row's anomaly changed, where the data knows (synthetic): bool
     # (N_test, columns), all False for normal rows. Only evaluate reads it.
     test_changed: np.ndarray | None = None
+    # Images of a folder: the defect pixels of each test image, bool (N_test, H, W), and
+    # whether each one's mask is known (normal images, and defects with a mask file). Only
+    # evaluate and plot read them.
+    test_mask: np.ndarray | None = None
+    mask_known: np.ndarray | None = None
 
     def labels(self) -> dict[str, np.ndarray]:
         """The arrays of data/prepared/labels.npz: the test labels, and train/val labels and the
         changed columns if any."""
         arrays = {"test_label": self.test_label, "test_kind": self.test_kind}
-        for name in ("train_label", "val_label", "test_changed"):
+        for name in ("train_label", "val_label", "test_changed", "test_mask", "mask_known"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         return arrays
@@ -135,6 +143,18 @@ def split_by_protocol(
     )
 
 
+def split_folder(images: FolderImages, val_fraction: float, seed: int, where: str) -> Splits:
+    """A folder of images as splits: a seeded ``val_fraction`` of train/good for validation,
+    the rest for training; test/good and every test/<defect> for the test set, each defect
+    image's kind its folder's name, with the defect masks where known."""
+    order = np.random.default_rng(seed).permutation(len(images.train))
+    n_val, adapted = validation_rows(len(order), val_fraction, f"the {len(order)} images of {where}/train/good",
+                                     f"put more normal images in {where}/train/good")
+    test_label = (images.test_kind != NORMAL).astype(np.int64)
+    return Splits(images.train[order[n_val:]], images.train[order[:n_val]], images.test, test_label,
+                  images.test_kind, adaptations=adapted, test_mask=images.test_mask, mask_known=images.mask_known)
+
+
 def split_table(
     table: tables.LabelledTable, train_fraction: float, val_fraction: float, seed: int,
     categorical: list[str] = (),
@@ -196,5 +216,6 @@ def cap_rows(splits: Splits, max_train: int, max_test: int, seed: int) -> Splits
         splits, train=splits.train[train], test=splits.test[test],
         test_label=splits.test_label[test], test_kind=splits.test_kind[test],
         train_label=None if splits.train_label is None else splits.train_label[train],
-        test_changed=None if splits.test_changed is None else splits.test_changed[test],
+        **{name: None if getattr(splits, name) is None else getattr(splits, name)[test]
+           for name in ("test_changed", "test_mask", "mask_known")},
     )

@@ -38,6 +38,7 @@ from ..params import SCHEMA
 from ..pipeline import SPLITS, check_data_fits_likelihood, train_model, training_reference
 from ..scoring.combination import fit_combination
 from ..scoring.explanation import ExplanationReference, explain_rows, fit_explanation
+from ..scoring.maps import anomaly_maps, map_scale
 from ..scoring.reference import reference_arrays, reference_from_arrays
 from ..scoring.registry import names_that
 from ..scoring.scores import compute_scores, score_generators
@@ -211,8 +212,11 @@ class Detector(BaseDetector):
     def _set_fitted(self, model: VAE, x_train: np.ndarray) -> None:
         self.model_ = model.eval()
         self.reference_ = training_reference(model, x_train, self.params_["score"])
+        batch = self.params_["score"]["batch_size"]
         self.explanation_ = None if self.encoding_ is None else fit_explanation(
-            model, x_train, self.encoding_.feature_column(), self.params_["score"]["batch_size"])
+            model, x_train, self.encoding_.feature_column(), batch)
+        self.map_scale_ = map_scale(anomaly_maps(model, x_train, batch, progress=False)) \
+            if self.encoding_ is None else None
         self.scales_: dict[str, list[float]] | None = None  # of score combined's components
 
     def _set_threshold(self, threshold: float, fitted_primary: np.ndarray) -> None:
@@ -358,16 +362,23 @@ class Detector(BaseDetector):
 
     # ------------------------------------------------------------------ explaining
     def explain(self, X: Any) -> Any:
-        """Why each row of X scores as it does: a pandas DataFrame, one row per row of X (its
-        index, for a DataFrame) and one column per input column (a category's one-hot inputs
-        grouped back into their column), each column's contribution in nats to how far the row
-        lies off what the model reconstructs (scoring/explanation.py; docs/detector.md,
-        "Explanations"); 0 where a value is missing."""
+        """Why each row of X scores as it does.
+
+        Tables: a pandas DataFrame, one row per row of X (its index, for a DataFrame) and one
+        column per input column (a category's one-hot inputs grouped back into their column),
+        each column's contribution in nats to how far the row lies off what the model
+        reconstructs (scoring/explanation.py; docs/detector.md, "Explanations"); 0 where a
+        value is missing.
+
+        Images: float32 (N, H, W), each image's anomaly map in its pixels, higher = more
+        anomalous: the low-passed squared residual that ``smoothed_reconstruction_mse``
+        averages (scoring/maps.py; docs/detector.md, "Anomaly maps")."""
         import pandas as pd
 
         self._fitted()
-        if self.explanation_ is None:
-            raise NotImplementedError("explain: anomaly maps of images are not written yet; explain takes tables")
+        if self.encoding_ is None:
+            return anomaly_maps(self.model_, self.check_input(X), self.params_["score"]["batch_size"],
+                                progress=False)
         contributions = explain_rows(self.model_, self.check_input(X), self.explanation_,
                                      self.params_["score"]["batch_size"])
         index = X.index if _is_frame(X) else None
@@ -388,7 +399,8 @@ class Detector(BaseDetector):
             val_fraction=self.val_fraction, contamination=self.contamination, threshold=self.threshold_,
             decision_scores=self.decision_scores_, encoding=self.encoding_,
             reference=None if self.reference_ is None else reference_arrays(self.reference_),
-            explanation=None if self.explanation_ is None else self.explanation_.arrays(),
+            explanation=self.explanation_.arrays() if self.explanation_ is not None else
+            None if self.map_scale_ is None else {"map_scale": np.array(self.map_scale_)},
             combined_scales=self.scales_,
         )
 
@@ -428,7 +440,9 @@ class Detector(BaseDetector):
         reference = {k.removeprefix("reference_"): v for k, v in arrays.items() if k.startswith("reference_")}
         detector.reference_ = reference_from_arrays(reference, detector.score_names) if reference else None
         explanation = {k.removeprefix("explanation_"): v for k, v in arrays.items() if k.startswith("explanation_")}
-        detector.explanation_ = ExplanationReference.from_arrays(explanation) if explanation else None
+        images = detector.encoding_ is None
+        detector.explanation_ = ExplanationReference.from_arrays(explanation) if explanation and not images else None
+        detector.map_scale_ = float(explanation["map_scale"]) if "map_scale" in explanation else None
         detector.scales_ = meta.get("combined_scales")
         detector._set_threshold(meta["threshold"]["value"], arrays["decision_scores"])
         return detector

@@ -130,6 +130,33 @@ def image_rows(rows: list[tuple[str, Any]], ncol: int) -> plt.Figure:
     return fig
 
 
+MAP_COLORMAP = "inferno"  # anomaly maps: dark where normal, bright where anomalous
+
+
+def heat_maps(maps: np.ndarray, vmax: float) -> np.ndarray:
+    """Anomaly maps (N, H, W) as RGB images (N, 3, H, W) in [0, 1] by MAP_COLORMAP, 0 to
+    ``vmax`` (one scale for every map, so that brightness compares across images)."""
+    scaled = np.clip(np.asarray(maps, dtype=np.float64) / max(float(vmax), 1e-12), 0.0, 1.0)
+    return plt.get_cmap(MAP_COLORMAP)(scaled)[..., :3].transpose(0, 3, 1, 2).astype(np.float32)
+
+
+def map_figure(images: np.ndarray, maps: np.ndarray, kinds: np.ndarray, masks: np.ndarray | None,
+               known: np.ndarray | None, n: int, seed: int, vmax: float) -> plt.Figure:
+    """Test images of each kind (normal first, then each anomaly kind) above their anomaly maps
+    and, where known, their defect masks; ``n`` seeded picks of each. The maps share one
+    scale, 0 to ``vmax`` (scoring.maps.map_scale)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for kind in sorted(set(kinds.tolist()), key=lambda k: (k != "normal", k)):
+        pool = np.flatnonzero(kinds == kind)
+        pick = np.sort(rng.choice(pool, size=min(n, len(pool)), replace=False))
+        rows += [(f"{kind}: test images", images[pick]),
+                 (f"anomaly maps (0 to {vmax:.3g})", heat_maps(maps[pick], vmax))]
+        if masks is not None and kind != "normal" and known[pick].all():
+            rows.append(("defect masks", masks[pick][:, None].astype(np.float32)))
+    return image_rows(rows, n)
+
+
 # Outcome of each sample at the threshold: (label, flagged) -> (name, colour, marker)
 OUTCOMES = {
     (0, False): ("TN", NORMAL_COLOR, "o"),

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..errors import UserError
 from ..io import write_bytes
 from .likelihoods import (
     bernoulli_nll,
+    discretized_logistic_log_prob,
     discretized_logistic_nll,
     gaussian_nll,
     kl_to_standard_normal_per_dim,
@@ -148,6 +150,17 @@ class VAE(nn.Module):
         if self.config.categorical or self.has_missing(x):
             return table_nll(x, output, self.config.categorical)
         return gaussian_nll(x, output)
+
+    def nll_per_value(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """-log p(x|z) of each value of images (N, C, H, W), the terms :meth:`nll` sums: the
+        binary cross-entropy, the discretised logistic's code length, or the Gaussian's."""
+        likelihood = self.config.likelihood
+        if likelihood == "bernoulli":
+            return F.binary_cross_entropy_with_logits(output, x, reduction="none")
+        if likelihood == "discretized_logistic":
+            c = self.config.input_shape[0]
+            return -discretized_logistic_log_prob(x, output[:, :c], output[:, c:])
+        return (x - output).pow(2) + 0.5 * math.log(math.pi)
 
     def kl_per_dim(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """KL(q(z_j|x) || p(z_j)) per sample and latent dimension; zero for the plain autoencoder."""

@@ -80,6 +80,13 @@ def smoothed_reconstruction_mse(model: VAE, x: torch.Tensor, generator: torch.Ge
     autoencoders", VISAPP) against the plain L2 error of autoencoders, with a low-pass instead
     of SSIM. On the development halves of one-class Fashion-MNIST it ranked better than the
     plain error, and than SSIM's (docs/suite.md)."""
+    squared = smoothed_squared_residual(model, x)
+    return torch.as_tensor(squared.reshape(len(x), -1).mean(axis=1))
+
+
+def smoothed_squared_residual(model: VAE, x: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) the squared residual x - x_hat(mu) after the low-pass of
+    smoothed_reconstruction_mse, pixel by pixel: the score is its mean."""
     from scipy.ndimage import (
         gaussian_filter,  # imported here: only image scores need it
     )
@@ -87,9 +94,8 @@ def smoothed_reconstruction_mse(model: VAE, x: torch.Tensor, generator: torch.Ge
     if x.dim() != 4:
         raise ValueError(f"smoothed_reconstruction_mse needs images (N, C, H, W), got shape {tuple(x.shape)}")
     mu, _ = model.encode(x)
-    residual = (x - model.mean(model.decode(mu))).cpu().numpy()
-    smoothed = gaussian_filter(residual, sigma=(0, 0, SMOOTHING_SIGMA, SMOOTHING_SIGMA))
-    return torch.as_tensor(np.square(smoothed).reshape(len(x), -1).mean(axis=1))
+    residual = (x - model.mean(model.decode(mu))).detach().cpu().numpy()
+    return np.square(gaussian_filter(residual, sigma=(0, 0, SMOOTHING_SIGMA, SMOOTHING_SIGMA)))
 
 
 def negative_elbo(
