@@ -59,7 +59,7 @@ def run_params(folder: Path, architecture: str, seed: int) -> dict[str, Any]:
     params["data"]["folder"].update(path=str(folder), size=list(SIZE))
     params["model"]["architecture"] = architecture
     params["train"].update(seed=seed, device="cpu")
-    params["baselines"].update(names=list(BASELINES), seed=seed)
+    params["baselines"]["names"] = list(BASELINES)
     return resolve_auto(validate(params))
 
 

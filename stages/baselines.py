@@ -2,7 +2,7 @@
 the record of what was adapted to the data and which detectors failed."""
 import logging
 
-from stages.paths import BASELINE_EXPLANATION, BASELINE_RECORD, BASELINE_SCORES, FEATURES
+from stages.paths import BASELINE_EXPLANATION, BASELINE_FAILED, BASELINE_RECORD, BASELINE_SCORES, FEATURES
 from vae_anomaly.cli import run_stage
 from vae_anomaly.data.columns import read_encoding
 from vae_anomaly.data.splits import SPLITS
@@ -32,6 +32,7 @@ def main() -> None:
     scores, record, per_column = baseline_scores(features, params, device, JOBS, encoding)
     write_arrays(BASELINE_SCORES, **scores)
     write_arrays(BASELINE_EXPLANATION, **per_column)  # tables: per-column scores of the detectors that have them
+    write_json(BASELINE_FAILED, record["failed"])
     write_json(BASELINE_RECORD, record)
 
 

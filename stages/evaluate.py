@@ -13,7 +13,7 @@ import numpy as np
 
 from stages.paths import (
     BASELINE_EXPLANATION,
-    BASELINE_RECORD,
+    BASELINE_FAILED,
     BASELINE_SCORES,
     CURVES,
     CURVES_DIR,
@@ -67,7 +67,7 @@ def main() -> None:
     result, at_threshold = evaluate(labels["test_label"], scores, primary, threshold)
     log.info("%s: ROC-AUC %s, PR-AUC %s, F1 %.4f at threshold %.6g",
              primary, result["roc_auc"], result["pr_auc"], result["f1"], threshold)
-    failed = read_json(BASELINE_RECORD)["failed"]  # baselines that raised: no scores, an error
+    failed = read_json(BASELINE_FAILED)  # baselines that raised: no scores, an error
     detail = {
         "primary": at_threshold,
         "scores": {name: ranking_metrics(labels["test_label"], s) for name, s in scores.items()},

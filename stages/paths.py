@@ -9,6 +9,9 @@ EXAMPLES = "reports/figures_data/examples.png"
 # baselines
 BASELINE_SCORES = "data/baseline_scores/test.npz"
 BASELINE_RECORD = "reports/baselines.json"
+# The errors of the baselines that failed, by name, for evaluate: inside data/baseline_scores,
+# so that evaluate's dependencies stay one column each in `dvc exp show`.
+BASELINE_FAILED = "data/baseline_scores/failed.json"
 BASELINE_EXPLANATION = "data/baseline_scores/test_explanation.npz"  # tables: ECOD's tail score per column
 # train
 MODEL = "data/model.pt"

@@ -125,7 +125,8 @@ def figure_curves(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
 
 def main() -> None:
     params = load_params()
-    primary, plot_p = params["score"]["primary"], params["plot"]
+    # data.seed picks the images shown (one seed column fewer in `dvc exp show` than a plot.seed)
+    primary, plot_p = params["score"]["primary"], {**params["plot"], "seed": params["data"]["seed"]}
     log.info("read params.yaml: score.primary=%s plot=%s", primary, plot_p)
     features = read_arrays(FEATURES, *SPLITS)
     labels = read_arrays(LABELS)

@@ -279,7 +279,7 @@ SCHEMA: dict[str, Any] = {
         "beta": Number(0, default=1.0, doc="KL weight (β-VAE)"),
     },
     "train": {
-        "seed": Int(0, default=0, doc="seeds the weights, the batches and the scores' samples"),
+        "seed": Int(0, default=0, doc="seeds the weights, the batches, the scores' samples and the baselines"),
         "epochs": Int(1, default=60, doc="the most epochs trained"),
         "batch_size": Int(1, default=128, doc="rows per training step"),
         "lr": Number(0, low_open=True, default=0.001, doc="Adam's learning rate"),
@@ -327,14 +327,12 @@ SCHEMA: dict[str, Any] = {
                         doc="PyOD detectors run beside the VAE (`autoencoder` and `vae` with the VAE's widths and "
                             "`train` budget, early-stopped on the same validation split) and, for images, "
                             "`compressed_length`; `[]` for none"),
-        "seed": Int(0, default=0, doc="seeds the detectors"),
         "knn_neighbors": Int(1, default=5, doc="k of the KNN detector"),
         "on_error": Choice(("record", "stop"), default="record",
                            doc="a detector that raises: left out with its error in the metrics, or the stage stops"),
     },
     "plot": {
         "n_images": Int(1, 64, default=10, doc="images per row in the image figures"),
-        "seed": Int(0, default=0, doc="which test images and prior samples they show"),
     },
 }
 

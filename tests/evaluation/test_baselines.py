@@ -17,7 +17,7 @@ def small_params(names, epochs=3, patience=8):
     return {
         "baselines": {"names": names, "seed": 0, "knn_neighbors": 5, "on_error": "record"},
         "model": {"hidden_dims": [16], "latent_dim": 2},
-        "train": {"epochs": epochs, "batch_size": 32, "lr": 1e-3, "patience": patience},
+        "train": {"seed": 0, "epochs": epochs, "batch_size": 32, "lr": 1e-3, "patience": patience},
         "score": {"complexity_codec": "png"},
     }
 

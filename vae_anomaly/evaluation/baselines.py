@@ -164,7 +164,8 @@ def baseline_scores(
 
     A baseline that raises is left out of the scores and its error recorded, unless
     ``baselines.on_error`` is ``"stop"``: then it stops the stage with a UserError."""
-    baselines_p = params["baselines"]
+    # The run's train.seed seeds the detectors too: one seed per run, ours and theirs alike.
+    baselines_p = {**params["baselines"], "seed": params["train"]["seed"]}
     names = baselines_p["names"]
     feature_column = None if encoding is None else encoding.feature_column()
     if encoding is not None and (encoding.categorical_blocks() or any(np.isnan(x).any() for x in features.values())):
