@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
     parser.add_argument("--folders", nargs="+", default=None, help="folder names (default: all of FOLDERS)")
+    parser.add_argument("--cached-only", action="store_true", help="report the runs already cached; run none")
     args = parser.parse_args(argv)
 
     def work() -> None:
@@ -213,6 +214,8 @@ def main(argv: list[str] | None = None) -> None:
                     path = out / "runs" / f"{folder.name}_{arch}_{seed}.json"
                     if path.is_file():
                         runs.append(json.loads(path.read_text()))
+                        continue
+                    if args.cached_only:
                         continue
                     log.info("run %s, %s, seed %d", folder.name, arch, seed)
                     run = one_run(folder, arch, seed, with_baselines=arch == args.architectures[0])

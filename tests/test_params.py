@@ -56,6 +56,20 @@ def test_auto_resolves_by_the_data_and_protocol():
         validate(raw)
 
 
+def test_auto_resolves_a_folder_to_the_defect_benchmarks_choices(tmp_path):
+    """data.source folder: the MLP (level with conv on the development defects), the Bernoulli
+    decoder and negative_elbo (docs/images.md, "Results"); an architecture set by hand stays."""
+    raw = raw_params()
+    raw["data"]["source"] = "folder"
+    raw["data"]["folder"]["path"] = str(tmp_path)
+    folder = resolve_auto(validate(raw))
+    assert (folder["model"]["architecture"], folder["model"]["likelihood"]) == ("mlp", "bernoulli")
+    assert folder["score"]["primary"] == "negative_elbo"
+    assert resolve_auto(validate(raw_params()))["model"]["architecture"] == "mlp"  # tables
+    raw["model"]["architecture"] = "conv"
+    assert resolve_auto(validate(raw))["model"]["architecture"] == "conv"
+
+
 def _leaves(a: dict, b: dict, prefix: str = ""):
     for key in sorted(set(a) | set(b)):
         x, y = a.get(key), b.get(key)
