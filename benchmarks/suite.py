@@ -6,8 +6,9 @@
 Reads benchmarks/suite.yaml (tasks, seeds, limits, the recommended detector per data kind)
 on top of params.yaml, runs each task through the pipeline's own training, scoring and
 baseline functions, and writes reports/suite/suite.{json,md} (--quick: quick.{json,md}).
-Scores are cached under data/suite_cache, keyed by the task's params and the package's code,
-so an interrupted run resumes and a rerun with nothing changed only recomputes the tables.
+Each detector's scores are cached on their own under data/suite_cache, keyed by what that
+detector reads (its params, seed, data and the package modules its code imports), so an
+interrupted run resumes, and a rerun recomputes only the detectors whose inputs changed.
 """
 from __future__ import annotations
 

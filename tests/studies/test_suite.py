@@ -111,6 +111,37 @@ def test_the_suite_scores_every_detector_and_summarises_each_family(params, tabl
     assert "development halves: for choosing" in markdown(development)
 
 
+def test_each_detector_is_cached_on_its_own_and_recomputed_only_when_what_it_reads_changes(params, tmp_path, monkeypatch):
+    monkeypatch.setenv("CI", "1")
+    import vae_anomaly.studies.suite as suite_module
+
+    spec = tiny_spec("unused")
+    del spec["families"]["tables"]
+    spec["seeds"], spec["quick"] = [0], []
+    spec["kinds"]["tabular"]["set"]["baselines.names"] = ["knn", "iforest"]
+    cache = tmp_path / "cache"
+    first = run_suite(load_suite(spec, params, str(tmp_path)), "cpu", cache=cache)
+    assert len(list(cache.glob("*.npz"))) == 3  # the VAE, knn, iforest
+
+    def never(*args, **kwargs):
+        raise AssertionError("recomputed")
+
+    # the VAE's params change: its scores are recomputed, the baselines' are read
+    spec["kinds"]["tabular"]["set"]["score.names"] = ["latent_residual_knn", "reconstruction_mse"]
+    monkeypatch.setattr(suite_module, "one_baseline", never)
+    second = run_suite(load_suite(spec, params, str(tmp_path)), "cpu", cache=cache)
+    task = "synthetic/default"
+    assert second["tasks"][task]["pyod_knn"] == first["tasks"][task]["pyod_knn"]
+    # a baseline's params change: that baseline alone is recomputed
+    monkeypatch.undo()
+    monkeypatch.setenv("CI", "1")
+    monkeypatch.setattr(suite_module, "vae_scores", never)
+    spec["kinds"]["tabular"]["set"]["baselines.knn_neighbors"] = 3
+    third = run_suite(load_suite(spec, params, str(tmp_path)), "cpu", cache=cache)
+    assert third["tasks"][task]["pyod_iforest"] == first["tasks"][task]["pyod_iforest"]
+    assert len(list(cache.glob("*-knn-*.npz"))) == 2
+
+
 def test_development_and_report_halves_split_each_class_and_never_overlap():
     labels = np.r_[np.zeros(101), np.ones(9)].astype(int)
     dev = development_mask(labels, seed=3)

@@ -30,11 +30,12 @@ from tqdm import tqdm
 from ..cli import show_progress
 from ..data.sources import make_splits
 from ..errors import ParamsError, UserError
-from ..evaluation.baselines import baseline_scores
+from ..evaluation.baselines import DEEP_BASELINES, baseline_scores
 from ..evaluation.metrics import stratified_bootstrap_weights, weighted_ranking_metrics
 from ..io import read_arrays, write_arrays, write_json
 from ..parallel import one_thread, worker_pool
 from ..params import resolve_auto, set_dotted, validate
+from .code import code_digest
 
 log = logging.getLogger(__name__)
 
@@ -161,35 +162,31 @@ def with_seed(params: dict[str, Any], seed: int) -> dict[str, Any]:
     return out
 
 
-def run_seed(
-    task: Task, data: Prepared, seed: int, device: Any, unseeded: dict[str, np.ndarray] | None
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Test scores of every detector for one training seed (the VAE's scores under their own
-    names, baselines prefixed ``pyod_`` or kept as named), and the VAE's training summary.
-    ``unseeded`` are the scores of UNSEEDED_BASELINES from an earlier seed, reused."""
+def vae_scores(task: Task, data: Prepared, seed: int, device: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The VAE's test scores (under their own names) for one training seed, and its training
+    summary with the seconds it took."""
     from ..pipeline import score_splits, train_model  # torch: only when a model is trained
 
     params = with_seed(task.params, seed)
-    seconds = {}
     start = time.perf_counter()
     model, _, summary = train_model(data.features["train"], data.features["val"], params, device)
-    seconds["train"] = time.perf_counter() - start
+    seconds = {"train": time.perf_counter() - start}
     start = time.perf_counter()
     scores = score_splits(model, data.features, params["score"], seed, splits=("test",))["test"]
     seconds["score"] = time.perf_counter() - start
-    for name in params["baselines"]["names"]:
-        if unseeded is not None and name in UNSEEDED_BASELINES:
-            scores[baseline_name(name)] = unseeded[name]
-            continue
-        start = time.perf_counter()
-        fitted, record, _ = baseline_scores(data.features, {**params, "baselines": {**params["baselines"], "names": [name]}},
-                                         str(device))
-        if record["failed"]:
-            raise UserError(f"suite task {task.name}, seed {seed}: baseline {name} failed: {record['failed'][name]}")
-        scores[baseline_name(name)] = fitted[name]
-        seconds[baseline_name(name)] = time.perf_counter() - start
     keep = ("epochs_run", "best_epoch", "active_dims", "posterior_collapse")
     return scores, {**{k: summary[k] for k in keep}, "seconds": {k: round(v, 1) for k, v in seconds.items()}}
+
+
+def one_baseline(task: Task, data: Prepared, name: str, seed: int, device: Any) -> tuple[np.ndarray, float]:
+    """Baseline ``name``'s test scores with ``train.seed`` = ``seed``, and the seconds it took."""
+    params = with_seed(task.params, seed)
+    start = time.perf_counter()
+    fitted, record, _ = baseline_scores(data.features, {**params, "baselines": {**params["baselines"], "names": [name]}},
+                                     str(device))
+    if record["failed"]:
+        raise UserError(f"suite task {task.name}, seed {seed}: baseline {name} failed: {record['failed'][name]}")
+    return fitted[name], time.perf_counter() - start
 
 
 def baseline_name(name: str) -> str:
@@ -197,37 +194,84 @@ def baseline_name(name: str) -> str:
     return name if name == "compressed_length" else f"pyod_{name}"
 
 
-def code_version() -> str:
-    """A hash of the package's source: cached scores are reused only with the same code."""
-    package = Path(__file__).parents[1]
+def data_digest(data: Prepared) -> str:
+    """A digest of the features every detector of a task reads (train, val, test)."""
     digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + path.read_bytes())
+    for split in ("train", "val", "test"):
+        x = np.ascontiguousarray(data.features[split])
+        digest.update(f"{split}{x.shape}{x.dtype}".encode() + x.tobytes())
     return digest.hexdigest()[:16]
 
 
+# What each detector reads, for its cache key: the entry module of its code (its imports are
+# followed, studies/code.py) and its params. The VAE reads model, train and score
+# (pipeline.train_model, score_splits); a baseline its own section, the VAE's widths and budget (the deep ones, DEEP_BASELINES) and
+# the complexity codec (compressed_length).
+VAE_CODE = ("vae_anomaly.pipeline",)
+BASELINE_CODE = ("vae_anomaly.evaluation.baselines",)
+
+
+def cache_key(task: Task, detector: str, seed: int | None, data: str) -> str:
+    """The key of one detector's cached test scores: what it reads (above), the seed it was
+    trained with (None: an unseeded baseline), and the digest of its data."""
+    params = task.params
+    if detector == "vae":
+        reads: Any = {k: params[k] for k in ("model", "train", "score")}
+        code = code_digest(VAE_CODE)
+    else:
+        reads = {"baselines": {**params["baselines"], "names": [detector]},
+                 "complexity_codec": params["score"]["complexity_codec"]}
+        if detector in DEEP_BASELINES:
+            reads.update(model=params["model"], train={k: v for k, v in params["train"].items() if k != "seed"})
+        code = code_digest(BASELINE_CODE)
+    return hashlib.sha256(json.dumps([reads, seed, data, code], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached(path: Path | None, compute: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``compute()``'s (arrays, summary), read from ``path`` (.npz, its summary beside it as
+    .json) when it is there, else computed and written there."""
+    if path is not None and path.is_file():
+        return read_arrays(path), json.loads(path.with_suffix(".json").read_text())
+    arrays, summary = compute()
+    if path is not None:
+        write_arrays(path, **arrays)
+        write_json(path.with_suffix(".json"), summary)
+    return arrays, summary
+
+
 def task_scores(task: Task, suite: Suite, device: Any, cache: Path | None) -> tuple[Prepared, list[dict[str, np.ndarray]], list[dict[str, Any]]]:
-    """Every seed's test scores of ``task``, and its training summaries: each seed's from
-    ``cache`` when it holds them for the same params, limits, seed and code, else computed
-    (and cached)."""
+    """Every seed's test scores of ``task`` (the VAE's scores under their own names, the
+    baselines' by ``baseline_name``), and its training summaries. Each detector's scores are
+    cached on their own under ``cache``, keyed by what that detector reads (``cache_key``):
+    a rerun computes only the detectors whose code, params or data changed. A baseline in
+    UNSEEDED_BASELINES is fitted once per task; its seconds count in the first seed only."""
     data = prepare(task, suite.split_seed)
-    runs, summaries, unseeded = [], [], None
-    for seed in suite.seeds:
-        key = hashlib.sha256(json.dumps(
-            [task.params, task.limits, seed, suite.split_seed, code_version()], sort_keys=True
-        ).encode()).hexdigest()[:16]
-        path = cache / f"{task.name.replace('/', '__')}-{seed}-{key}.npz" if cache else None
-        if path is not None and path.is_file():
-            scores, summary = read_arrays(path), json.loads(path.with_suffix(".json").read_text())
-        else:
-            scores, summary = run_seed(task, data, seed, device, unseeded)
-            log.info("suite %s seed %d: %s s", task.name, seed, summary["seconds"])
-            if path is not None:
-                write_arrays(path, **scores)
-                write_json(path.with_suffix(".json"), summary)
-        unseeded = {n: scores[baseline_name(n)] for n in UNSEEDED_BASELINES if baseline_name(n) in scores}
+    digest = data_digest(data)
+    stem = task.name.replace("/", "__")
+
+    def path(detector: str, seed: int | None) -> Path | None:
+        run = "" if seed is None else f"-{seed}"
+        return cache / f"{stem}-{detector}{run}-{cache_key(task, detector, seed, digest)}.npz" if cache else None
+
+    runs, summaries = [], []
+    for i, seed in enumerate(suite.seeds):
+        scores, summary = cached(path("vae", seed), lambda: vae_scores(task, data, seed, device))
+        seconds = dict(summary["seconds"])
+        for name in task.params["baselines"]["names"]:
+            unseeded = name in UNSEEDED_BASELINES
+            fit_seed = suite.seeds[0] if unseeded else seed
+
+            def compute(name: str = name, fit_seed: int = fit_seed) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+                values, took = one_baseline(task, data, name, fit_seed, device)
+                return {"scores": values}, {"seconds": round(took, 1)}
+
+            arrays, record = cached(path(name, None if unseeded else seed), compute)
+            scores[baseline_name(name)] = arrays["scores"]
+            if not (unseeded and i > 0):
+                seconds[baseline_name(name)] = record["seconds"]
+        log.info("suite %s seed %d: %s s", task.name, seed, seconds)
         runs.append(scores)
-        summaries.append(summary)
+        summaries.append({**summary, "seconds": seconds})
     return data, runs, summaries
 
 
