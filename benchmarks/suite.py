@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--data-root", default=os.environ.get(DATA_ROOT_ENV, ""),
                         help=f"folder with MNIST/, FashionMNIST/ and odds/ (default: ${DATA_ROOT_ENV})")
     parser.add_argument("--quick", action="store_true", help="only the suite's `quick` tasks")
-    parser.add_argument("--tasks", help="comma-separated family/task names to run instead of all")
+    parser.add_argument("--tasks", help="comma-separated family/task or family names to run instead of all")
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--seeds", help="comma-separated training seeds instead of the suite's (for trying things)")
     parser.add_argument("--development", action="store_true",
@@ -133,11 +133,23 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=usable_cores(),
                         help="tasks run at once, one CPU thread each (default: the cores this process may use)")
     parser.add_argument("--no-cache", action="store_true", help="recompute every score")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params override for every task, set last (dotted, a YAML value, as dvc exp run -S); "
+                             "repeatable, for trying things on the development halves")
     args = parser.parse_args()
     if not args.config.is_file():
         raise UserError(f"{args.config} not found; run from the project root")
-    suite = load_suite(yaml.safe_load(args.config.read_text()), load_params(resolve=False), args.data_root.rstrip("/"))
-    only = args.tasks.split(",") if args.tasks else suite.quick if args.quick else None
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item!r}: give KEY=VALUE, e.g. --set score.knn_neighbors=1")
+        overrides[key] = yaml.safe_load(value)
+    suite = load_suite(yaml.safe_load(args.config.read_text()), load_params(resolve=False), args.data_root.rstrip("/"),
+                       overrides)
+    families = {t.family: [u.name for u in suite.tasks if u.family == t.family] for t in suite.tasks}
+    only = ([name for item in args.tasks.split(",") for name in families.get(item, [item])] if args.tasks
+            else suite.quick if args.quick else None)
     if args.seeds:
         suite.seeds = [int(s) for s in args.seeds.split(",")]
     from vae_anomaly.model.vae import resolve_device

@@ -113,25 +113,31 @@ def test_the_suite_scores_every_detector_and_summarises_each_family(params, tabl
 
 def test_each_detector_is_cached_on_its_own_and_recomputed_only_when_what_it_reads_changes(params, tmp_path, monkeypatch):
     monkeypatch.setenv("CI", "1")
+    import vae_anomaly.pipeline as pipeline
     import vae_anomaly.studies.suite as suite_module
 
     spec = tiny_spec("unused")
     del spec["families"]["tables"]
     spec["seeds"], spec["quick"] = [0], []
-    spec["kinds"]["tabular"]["set"]["baselines.names"] = ["knn", "iforest"]
+    spec["kinds"]["tabular"]["set"]["baselines.names"] = ["knn", "iforest", "vae"]  # PyOD's VAE beside ours
     cache = tmp_path / "cache"
     first = run_suite(load_suite(spec, params, str(tmp_path)), "cpu", cache=cache)
-    assert len(list(cache.glob("*.npz"))) == 3  # the VAE, knn, iforest
+    assert len(list(cache.glob("*.npz"))) == 4  # our VAE's scores, knn, iforest, PyOD's VAE
+    assert len(list(cache.glob("*-model-0-*.pt"))) == 1  # our VAE's weights
 
     def never(*args, **kwargs):
         raise AssertionError("recomputed")
 
-    # the VAE's params change: its scores are recomputed, the baselines' are read
+    # the VAE's scores change: they are recomputed from its cached weights, the baselines' read
     spec["kinds"]["tabular"]["set"]["score.names"] = ["latent_residual_knn", "reconstruction_mse"]
     monkeypatch.setattr(suite_module, "one_baseline", never)
+    monkeypatch.setattr(pipeline, "train_model", never)
     second = run_suite(load_suite(spec, params, str(tmp_path)), "cpu", cache=cache)
     task = "synthetic/default"
     assert second["tasks"][task]["pyod_knn"] == first["tasks"][task]["pyod_knn"]
+    assert second["tasks"][task]["reconstruction_mse"] == first["tasks"][task]["reconstruction_mse"]
+    trained = [{**run, "seconds": run["seconds"]["train"]} for run in first["training"][task]]
+    assert [{**run, "seconds": run["seconds"]["train"]} for run in second["training"][task]] == trained
     # a baseline's params change: that baseline alone is recomputed
     monkeypatch.undo()
     monkeypatch.setenv("CI", "1")
@@ -139,7 +145,8 @@ def test_each_detector_is_cached_on_its_own_and_recomputed_only_when_what_it_rea
     spec["kinds"]["tabular"]["set"]["baselines.knn_neighbors"] = 3
     third = run_suite(load_suite(spec, params, str(tmp_path)), "cpu", cache=cache)
     assert third["tasks"][task]["pyod_iforest"] == first["tasks"][task]["pyod_iforest"]
-    assert len(list(cache.glob("*-knn-*.npz"))) == 2
+    assert third["tasks"][task]["pyod_vae"] == first["tasks"][task]["pyod_vae"]
+    assert len(list(cache.glob("*-pyod_knn-*.npz"))) == 2
 
 
 def test_development_and_report_halves_split_each_class_and_never_overlap():
@@ -160,6 +167,16 @@ def test_a_task_with_bad_params_or_no_data_root_is_refused_before_anything_runs(
     spec["families"]["synthetic"]["tasks"]["default"] = {"model.bogus": 1}
     with pytest.raises(UserError, match=r"suite override 'model.bogus': no such param"):
         load_suite(spec, params, str(tmp_path))
+
+
+def test_set_overrides_every_task_last_and_an_unknown_key_names_set(params, tmp_path):
+    spec = tiny_spec(str(tmp_path / "own.npz"))
+    suite = load_suite(spec, params, str(tmp_path), {"score.knn_neighbors": 1, "train.epochs": 2})
+    assert [(t.params["score"]["knn_neighbors"], t.params["train"]["epochs"]) for t in suite.tasks] == [(1, 2), (1, 2)]
+    with pytest.raises(UserError, match=r"--set 'score.bogus': no such param"):
+        load_suite(spec, params, str(tmp_path), {"score.bogus": 1})
+    with pytest.raises(UserError, match=r"^suite task synthetic/default: train.epochs = 0"):
+        load_suite(spec, params, str(tmp_path), {"train.epochs": 0})
 
 
 def test_each_class_is_a_task_under_its_familys_protocol_and_the_family_may_recommend_its_own(tmp_path):

@@ -70,10 +70,11 @@ def closure(entries: tuple[str, ...], root: Path = ROOT) -> list[str]:
 
 
 @cache
-def code_digest(entries: tuple[str, ...], root: Path = ROOT) -> str:
-    """A digest of the sources of ``closure(entries)`` and of DISTRIBUTIONS' versions."""
+def code_digest(entries: tuple[str, ...], root: Path = ROOT, alone: tuple[str, ...] = ()) -> str:
+    """A digest of the sources of ``closure(entries)``, of the modules ``alone`` (their own
+    source, not what they import) and of DISTRIBUTIONS' versions."""
     digest = hashlib.sha256()
-    for module in closure(entries, root):
+    for module in sorted(set(closure(entries, root)) | set(alone)):
         digest.update(module.encode() + b"\0" + module_path(module, root).read_bytes())
     for name in DISTRIBUTIONS:
         try:

@@ -64,10 +64,13 @@ class Suite:
     quick: list[str] = field(default_factory=list)
 
 
-def load_suite(spec: dict[str, Any], base_params: dict[str, Any], data_root: str) -> Suite:
+def load_suite(
+    spec: dict[str, Any], base_params: dict[str, Any], data_root: str, overrides: dict[str, Any] | None = None
+) -> Suite:
     """The suite described by ``spec`` (benchmarks/suite.yaml), every task's params built
     from ``base_params`` and validated before anything runs. ``{data_root}`` in a string
-    override is replaced by ``data_root``."""
+    override is replaced by ``data_root``. ``overrides`` (dotted keys, as ``--set``) are set
+    last, on every task."""
     kinds = spec.get("kinds", {})
     tasks = []
     for family, fam in spec["families"].items():
@@ -79,9 +82,9 @@ def load_suite(spec: dict[str, Any], base_params: dict[str, Any], data_root: str
         # out) or the one normal class (protocol one_class), by the family's data.protocol
         for c in fam.get("each_class", []):
             task_specs[str(c)] = {"data.classes": [c]}
-        for task, overrides in task_specs.items():
+        for task, own in task_specs.items():
             params = copy.deepcopy(base_params)
-            for layer in (kinds[kind].get("set"), fam.get("set"), overrides):
+            for layer in (kinds[kind].get("set"), fam.get("set"), own, overrides):
                 for key, value in (layer or {}).items():
                     if isinstance(value, str) and "{data_root}" in value:
                         if not data_root:
@@ -91,7 +94,8 @@ def load_suite(spec: dict[str, Any], base_params: dict[str, Any], data_root: str
                                 "../shared/datasets) or set VAE_ANOMALY_DATA_ROOT"
                             )
                         value = value.replace("{data_root}", data_root)
-                    set_dotted(params, key, value, what="suite override", known_only=True)
+                    set_dotted(params, key, value, what="suite override" if layer is not overrides else "--set",
+                               known_only=True)
             name = f"{family}/{task}"
             try:
                 params = resolve_auto(validate(params))
@@ -162,20 +166,35 @@ def with_seed(params: dict[str, Any], seed: int) -> dict[str, Any]:
     return out
 
 
-def vae_scores(task: Task, data: Prepared, seed: int, device: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The VAE's test scores (under their own names) for one training seed, and its training
-    summary with the seconds it took."""
-    from ..pipeline import score_splits, train_model  # torch: only when a model is trained
+def vae_model(task: Task, data: Prepared, seed: int, device: Any, path: Path | None) -> tuple[Any, dict[str, Any]]:
+    """The VAE trained with ``train.seed`` = ``seed``, and its training summary with the seconds
+    it took: read from ``path`` (its summary beside it as .json) when it is there, else
+    trained and written there."""
+    from ..model.vae import load_model, save_model  # torch: only when a model is needed
+    from ..pipeline import train_model
 
-    params = with_seed(task.params, seed)
+    if path is not None and path.is_file():
+        return load_model(path, device), json.loads(path.with_suffix(".json").read_text())
     start = time.perf_counter()
-    model, _, summary = train_model(data.features["train"], data.features["val"], params, device)
-    seconds = {"train": time.perf_counter() - start}
-    start = time.perf_counter()
-    scores = score_splits(model, data.features, params["score"], seed, splits=("test",))["test"]
-    seconds["score"] = time.perf_counter() - start
+    model, _, summary = train_model(data.features["train"], data.features["val"], with_seed(task.params, seed), device)
     keep = ("epochs_run", "best_epoch", "active_dims", "posterior_collapse")
-    return scores, {**{k: summary[k] for k in keep}, "seconds": {k: round(v, 1) for k, v in seconds.items()}}
+    summary = {**{k: summary[k] for k in keep}, "seconds": {"train": round(time.perf_counter() - start, 1)}}
+    if path is not None:  # the summary first: the weights' file is what says the model is there
+        write_json(path.with_suffix(".json"), summary)
+        save_model(model, path)
+    return model, summary
+
+
+def vae_scores(task: Task, data: Prepared, seed: int, device: Any, model_path: Path | None = None
+               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The VAE's test scores (under their own names) for one training seed, and its training
+    summary with the seconds it took; the model is :func:`vae_model`'s (cached at ``model_path``)."""
+    from ..pipeline import score_splits
+
+    model, summary = vae_model(task, data, seed, device, model_path)
+    start = time.perf_counter()
+    scores = score_splits(model, data.features, with_seed(task.params, seed)["score"], seed, splits=("test",))["test"]
+    return scores, {**summary, "seconds": {**summary["seconds"], "score": round(time.perf_counter() - start, 1)}}
 
 
 def one_baseline(task: Task, data: Prepared, name: str, seed: int, device: Any) -> tuple[np.ndarray, float]:
@@ -208,23 +227,35 @@ def data_digest(data: Prepared) -> str:
 # (pipeline.train_model, score_splits); a baseline its own section, the VAE's widths and budget (the deep ones, DEEP_BASELINES) and
 # the complexity codec (compressed_length).
 VAE_CODE = ("vae_anomaly.pipeline",)
+# The VAE's weights: its model and training modules, and pipeline.train_model's own module (not
+# the scoring that module imports), so that a change to a score retrains nothing.
+TRAIN_CODE = ("vae_anomaly.model.training", "vae_anomaly.model.vae", "vae_anomaly.data.sizing", "vae_anomaly.scoring.latent")
 BASELINE_CODE = ("vae_anomaly.evaluation.baselines",)
 
 
-def cache_key(task: Task, detector: str, seed: int | None, data: str) -> str:
-    """The key of one detector's cached test scores: what it reads (above), the seed it was
-    trained with (None: an unseeded baseline), and the digest of its data."""
+def key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def model_key(task: Task, seed: int, data: str) -> str:
+    """The key of the VAE's cached weights: what training reads (``model``, ``train``), the
+    seed, the digest of its data and the training code (TRAIN_CODE)."""
+    reads = {k: task.params[k] for k in ("model", "train")}
+    return key(reads, seed, data, code_digest(TRAIN_CODE, alone=("vae_anomaly.pipeline",)))
+
+
+def cache_key(task: Task, baseline: str | None, seed: int | None, data: str) -> str:
+    """The key of one detector's cached test scores (``baseline``'s, or with None the VAE's):
+    what it reads (above; the VAE: its weights' key and ``score``), the seed it was trained
+    with (None: an unseeded baseline), and the digest of its data."""
     params = task.params
-    if detector == "vae":
-        reads: Any = {k: params[k] for k in ("model", "train", "score")}
-        code = code_digest(VAE_CODE)
-    else:
-        reads = {"baselines": {**params["baselines"], "names": [detector]},
-                 "complexity_codec": params["score"]["complexity_codec"]}
-        if detector in DEEP_BASELINES:
-            reads.update(model=params["model"], train={k: v for k, v in params["train"].items() if k != "seed"})
-        code = code_digest(BASELINE_CODE)
-    return hashlib.sha256(json.dumps([reads, seed, data, code], sort_keys=True).encode()).hexdigest()[:16]
+    if baseline is None:
+        return key(model_key(task, seed, data), params["score"], code_digest(VAE_CODE))
+    reads = {"baselines": {**params["baselines"], "names": [baseline]},
+             "complexity_codec": params["score"]["complexity_codec"]}
+    if baseline in DEEP_BASELINES:
+        reads.update(model=params["model"], train={k: v for k, v in params["train"].items() if k != "seed"})
+    return key(reads, seed, data, code_digest(BASELINE_CODE))
 
 
 def cached(path: Path | None, compute: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -243,19 +274,24 @@ def task_scores(task: Task, suite: Suite, device: Any, cache: Path | None) -> tu
     """Every seed's test scores of ``task`` (the VAE's scores under their own names, the
     baselines' by ``baseline_name``), and its training summaries. Each detector's scores are
     cached on their own under ``cache``, keyed by what that detector reads (``cache_key``):
-    a rerun computes only the detectors whose code, params or data changed. A baseline in
+    a rerun computes only the detectors whose code, params or data changed; the VAE's weights
+    are cached too (``model_key``), so a change to its scores alone trains nothing. A baseline in
     UNSEEDED_BASELINES is fitted once per task; its seconds count in the first seed only."""
     data = prepare(task, suite.split_seed)
     digest = data_digest(data)
     stem = task.name.replace("/", "__")
 
-    def path(detector: str, seed: int | None) -> Path | None:
+    def path(baseline: str | None, seed: int | None) -> Path | None:
+        """The cache file of ``baseline``'s scores (None: the VAE's, named "scores", apart from
+        PyOD's VAE, "pyod_vae")."""
         run = "" if seed is None else f"-{seed}"
-        return cache / f"{stem}-{detector}{run}-{cache_key(task, detector, seed, digest)}.npz" if cache else None
+        name = "scores" if baseline is None else baseline_name(baseline)
+        return cache / f"{stem}-{name}{run}-{cache_key(task, baseline, seed, digest)}.npz" if cache else None
 
     runs, summaries = [], []
     for i, seed in enumerate(suite.seeds):
-        scores, summary = cached(path("vae", seed), lambda: vae_scores(task, data, seed, device))
+        weights = cache / f"{stem}-model-{seed}-{model_key(task, seed, digest)}.pt" if cache else None
+        scores, summary = cached(path(None, seed), lambda: vae_scores(task, data, seed, device, weights))
         seconds = dict(summary["seconds"])
         for name in task.params["baselines"]["names"]:
             unseeded = name in UNSEEDED_BASELINES
