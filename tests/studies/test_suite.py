@@ -101,6 +101,10 @@ def test_the_suite_scores_every_detector_and_summarises_each_family(params, tabl
     low, high = versus["roc_auc_difference_ci"]
     assert low <= versus["roc_auc_difference"] <= high
     assert "| tables | 1 | `latent_residual_knn` |" in text
+    # what each family cost, per detector: the minutes of every seed, summed
+    assert "| family | VAE training | VAE scores | pyod_autoencoder | pyod_iforest | pyod_knn | all |" in text
+    spent = sum(run["seconds"]["train"] for run in result["training"]["tables/own"]) / 60
+    assert f"| tables | {spent:.1f} |" in text
 
     # choosing: the development halves alone, from the same cached scores
     development = run_suite(suite, "cpu", cache=tmp_path / "cache", half="development")
