@@ -14,7 +14,7 @@ residual pooled over its largest 5 % or 20 % of pixels instead of all, and their
 0,1,2` (after the suite has cached those seeds' models) each number is the mean over seeds, and
 each candidate has a "(seeds ensemble)" row too: the ROC-AUC of its scaled scores averaged over
 the seeds' models, one detector three times the cost.
-Writes reports/suite/development-one-class-levers.md (docs/suite.md, "What did not work").
+Writes reports/suite/development-one-class-levers.md (docs/suite-levers.md).
 """
 from __future__ import annotations
 
@@ -161,7 +161,7 @@ def main() -> None:
                          args.data_root.rstrip("/"))
     lines = ["# One-class image levers (development halves: for choosing, not for reporting)", "",
              f"Mean development ROC-AUC over each family's 10 classes and the cached VAEs of seeds {seeds} "
-             "(python -m benchmarks.one_class_levers; docs/suite.md).", ""]
+             "(python -m benchmarks.one_class_levers; docs/suite-levers.md).", ""]
     for family in FAMILIES:
         tasks = [t for t in suite.tasks if t.family == family]
         results = [ensembles(t, suite, seeds, Path("data/suite_cache")) for t in tasks]
