@@ -91,14 +91,15 @@ def features(model: Any, x: np.ndarray, batch: int = 1000) -> dict[str, np.ndarr
         xb = x[start:start + batch]
         recon, mu, hidden = encoded(xb)
         squared = smoothed_map(xb - recon)
-        out["smoothed"].append(squared.mean(axis=1))
+        base = squared.mean(axis=1)
+        out["smoothed"].append(base)
         for name, share in TOP_SHARES.items():
             out[name].append(top(squared, share))
         out["latent"].append(mu)
         out["hidden"].append(hidden)
         inputs = [moved(xb, *d) for d in SHIFTS]
-        out["shifted_inputs"].append(np.mean([smoothed(xb - recon)] + [smoothed(s - encoded(s)[0]) for s in inputs], axis=0))
-        out["aligned"].append(np.min([smoothed(xb - recon)] + [smoothed(xb - moved(recon, *d)) for d in SHIFTS], axis=0))
+        out["shifted_inputs"].append(np.mean([base] + [smoothed(s - encoded(s)[0]) for s in inputs], axis=0))
+        out["aligned"].append(np.min([base] + [smoothed(xb - moved(recon, *d)) for d in SHIFTS], axis=0))
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
