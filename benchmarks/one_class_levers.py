@@ -7,10 +7,13 @@
 The first command trains (or reads) the suite's VAEs and caches their weights under
 data/suite_cache; this one reads those weights and measures, per family, the mean development
 ROC-AUC of scores the package does not have next to the recommended recipe (the smoothed
-residual + latent_knn, `combined`): test-time shifts of the input, a residual that forgives a
-one-pixel misalignment, k-NN in the encoder's hidden layer and in pixel space, the smoothed
-residual pooled over its largest 5 % or 20 % of pixels instead of all, and their combinations
-(each component scaled by its validation median and IQR, as `combined` does). With `--seeds
+residual + latent_knn, `combined`, before issue 32): test-time shifts of the input, a residual
+that forgives a one-pixel misalignment, k-NN in the encoder's hidden layer, in pixel space and
+on standardised codes, the smoothed residual pooled over its largest 5 % or 20 % of pixels
+instead of all, SSIM's error (Gaussian or 7 x 7 window), the error of the edges (Sobel), and
+their combinations, some weighted (each component scaled by its validation median and IQR, as
+`combined` does). With `--transforms`, also a classifier of the 8 rotations and flips trained
+on each task's normal images (transformation_nll). With `--seeds
 0,1,2` (after the suite has cached those seeds' models) each number is the mean over seeds, and
 each candidate has a "(seeds ensemble)" row too: the ROC-AUC of its scaled scores averaged over
 the seeds' models, one detector three times the cost.
@@ -47,7 +50,17 @@ CANDIDATES = [
     ["hidden_knn"], ["smoothed", "hidden_knn"],
     ["pixel_knn"], ["smoothed", "pixel_knn"], ["smoothed", "latent_knn", "pixel_knn"],
     ["top_5"], ["top_5", "latent_knn"], ["top_20"], ["top_20", "latent_knn"], ["smoothed", "top_5"],
+    ["ssim"], ["ssim", "latent_knn"], ["smoothed", "ssim", "latent_knn"],
+    ["ssim_7"], ["ssim_7", "latent_knn"], ["smoothed", "ssim_7", "latent_knn"], ["smoothed", "ssim", "hidden_knn"],
+    ["smoothed", "ssim", "latent_knn", "hidden_knn"], ["top_5", "ssim", "latent_knn"],
+    ["gradient"], ["gradient", "latent_knn"], ["smoothed", "gradient", "latent_knn"],
+    ["latent_std_knn"], ["smoothed", "latent_std_knn"],
+    ["smoothed*2", "latent_knn"], ["smoothed", "latent_knn*2"], ["smoothed", "top_5", "latent_knn"],
 ]
+TRANSFORM_CANDIDATES = [["transforms"], ["smoothed", "transforms"], ["smoothed", "latent_knn", "transforms"],
+                        ["top_5", "latent_knn", "transforms"]]
+# A component written "name*w" weighs w in the candidate's mean (the others 1): a recipe
+# constant to be chosen on the development halves, never per task.
 # The smoothed residual pooled over its largest pixels instead of all (share of the pixels).
 TOP_SHARES = {"top_5": 0.05, "top_20": 0.20}
 
@@ -56,7 +69,8 @@ def features(model: Any, x: np.ndarray, batch: int = 1000) -> dict[str, np.ndarr
     """Per image of ``x``: the smoothed residual's mean (smoothed_reconstruction_mse), its mean
     over the input shifted one pixel each way (test-time augmentation, zero-padded), the
     smallest over the reconstruction shifted so (a residual that forgives misalignment), the
-    posterior mean and the encoder's hidden layer."""
+    pooled largest residuals, SSIM's and the edges' errors, the posterior mean and the
+    encoder's hidden layer."""
     import torch
     from scipy.ndimage import gaussian_filter, shift
 
@@ -72,6 +86,24 @@ def features(model: Any, x: np.ndarray, batch: int = 1000) -> dict[str, np.ndarr
     def smoothed(residual: np.ndarray) -> np.ndarray:
         return smoothed_map(residual).mean(axis=1)
 
+    def ssim(a: np.ndarray, b: np.ndarray, gaussian: bool = True) -> np.ndarray:
+        """1 - the mean structural similarity of each pair of images (Wang et al. 2004; Gaussian
+        window sigma 1.5, 11 pixels, as Bergmann et al. 2019 use it for autoencoder residuals, or
+        skimage's default uniform 7 x 7 window)."""
+        from skimage.metrics import structural_similarity
+        window = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False} if gaussian else {}
+        return np.array([1 - structural_similarity(u, v, data_range=1.0, channel_axis=0, **window)
+                         for u, v in zip(a, b)])
+
+    def gradient(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The mean squared difference of the Sobel gradient magnitudes: edges the reconstruction
+        lacks or adds, whatever their brightness."""
+        from scipy.ndimage import sobel
+
+        def magnitude(c: np.ndarray) -> np.ndarray:
+            return np.hypot(sobel(c, axis=-1), sobel(c, axis=-2))
+        return np.square(magnitude(a) - magnitude(b)).reshape(len(a), -1).mean(axis=1)
+
     def top(squared: np.ndarray, share: float) -> np.ndarray:
         """The mean of the largest ``share`` of an image's smoothed squared residuals: an
         anomaly confined to a few strokes is not averaged away by the background."""
@@ -86,7 +118,7 @@ def features(model: Any, x: np.ndarray, batch: int = 1000) -> dict[str, np.ndarr
         return model.mean(model.decode(mu)).numpy(), mu.numpy(), hidden.numpy()
 
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("smoothed", "shifted_inputs", "aligned", "latent", "hidden",
-                                                         *TOP_SHARES)}
+                                                         "ssim", "ssim_7", "gradient", *TOP_SHARES)}
     for start in range(0, len(x), batch):
         xb = x[start:start + batch]
         recon, mu, hidden = encoded(xb)
@@ -95,6 +127,9 @@ def features(model: Any, x: np.ndarray, batch: int = 1000) -> dict[str, np.ndarr
         out["smoothed"].append(base)
         for name, share in TOP_SHARES.items():
             out[name].append(top(squared, share))
+        out["ssim"].append(ssim(xb, recon))
+        out["ssim_7"].append(ssim(xb, recon, gaussian=False))
+        out["gradient"].append(gradient(xb, recon))
         out["latent"].append(mu)
         out["hidden"].append(hidden)
         inputs = [moved(xb, *d) for d in SHIFTS]
@@ -103,8 +138,46 @@ def features(model: Any, x: np.ndarray, batch: int = 1000) -> dict[str, np.ndarr
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def task_levers(task: S.Task, suite: S.Suite, seed: int,
-                cache: Path) -> tuple[dict[str, float], dict[str, np.ndarray], np.ndarray]:
+def transformed(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each image of ``x`` (n, c, h, w) under the 8 transformations of the square (4 rotations,
+    with and without a horizontal flip), and which one each copy had."""
+    copies = [np.rot90(np.flip(x, -1) if flip else x, turn, axes=(-2, -1)) for flip in (0, 1) for turn in range(4)]
+    return np.concatenate(copies), np.repeat(np.arange(8), len(x))
+
+
+def transformation_nll(train: np.ndarray, splits: dict[str, np.ndarray], seed: int,
+                       epochs: int = 15) -> dict[str, np.ndarray]:
+    """Per image of each split: the cross-entropy of a classifier, trained on the normal training
+    images only, at telling which of the 8 transformations each copy had, summed over the copies
+    (Golan & El-Yaniv 2018's idea, GeoTrans, with a small MLP in place of their wide ResNet).
+    A normal image's orientation is learnt; another class's is less sure."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    x, y = transformed(train)
+    x = torch.as_tensor(x.reshape(len(x), -1).copy(), dtype=torch.float32)
+    y = torch.as_tensor(y)
+    net = nn.Sequential(nn.Linear(x.shape[1], 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 8))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for rows in torch.randperm(len(x), generator=gen).split(256):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x[rows]), y[rows]).backward()
+            opt.step()
+    out = {}
+    with torch.no_grad():
+        for split, images in splits.items():
+            tx, ty = transformed(images)
+            logits = net(torch.as_tensor(tx.reshape(len(tx), -1).copy(), dtype=torch.float32))
+            nll = nn.functional.cross_entropy(logits, torch.as_tensor(ty), reduction="none").numpy()
+            out[split] = nll.reshape(8, len(images)).sum(axis=0)
+    return out
+
+
+def task_levers(task: S.Task, suite: S.Suite, seed: int, cache: Path,
+                transforms: bool = False) -> tuple[dict[str, float], dict[str, np.ndarray], np.ndarray]:
     """Each candidate's development ROC-AUC on ``task``, from the cached VAE of ``seed``, and its
     development scores on the validation scale (median 0, IQR 1), which seeds can average, and the
     development labels."""
@@ -122,27 +195,39 @@ def task_levers(task: S.Task, suite: S.Suite, seed: int,
     parts = {split: features(model, data.features[split]) for split in ("train", "val", "test")}
     parts["train"]["pixel"] = data.features["train"].reshape(len(data.features["train"]), -1)
     k = task.params["score"]["knn_neighbors"]
-    for space, name in (("latent", "latent_knn"), ("hidden", "hidden_knn"), ("pixel", "pixel_knn")):
+    center, spread = parts["train"]["latent"].mean(axis=0), parts["train"]["latent"].std(axis=0) + 1e-8
+    for split in ("train", "val", "test"):  # codes standardised per dimension on the training split
+        parts[split]["latent_std"] = (parts[split]["latent"] - center) / spread
+    for space, name in (("latent", "latent_knn"), ("hidden", "hidden_knn"), ("pixel", "pixel_knn"),
+                        ("latent_std", "latent_std_knn")):
         neighbors = NearestNeighbors(n_neighbors=k).fit(parts["train"][space])
         for split in ("val", "test"):
             points = data.features[split].reshape(len(data.features[split]), -1) if space == "pixel" else parts[split][space]
             parts[split][name] = neighbors.kneighbors(points)[0][:, -1]
+    if transforms:
+        nll = transformation_nll(data.features["train"], {s: data.features[s] for s in ("val", "test")}, seed)
+        for split in ("val", "test"):
+            parts[split]["transforms"] = nll[split]
     dev = data.development
     out, scaled = {}, {}
-    for components in CANDIDATES:
+    for components in CANDIDATES + (TRANSFORM_CANDIDATES if transforms else []):
         name = " + ".join(components)
-        scaled[name] = combined(parts["test"], fit_combination(parts["val"], components))[dev]
+        weights = dict((c.split("*")[0], float(c.split("*")[1]) if "*" in c else 1.0) for c in components)
+        scales = fit_combination(parts["val"], list(weights))
+        scaled[name] = (sum(w * combined(parts["test"], {c: scales[c]}) for c, w in weights.items())
+                        / sum(weights.values()))[dev]
         out[name] = float(roc_auc_score(data.labels[dev], scaled[name]))
     log.info("%s/%d: %s", task.name, seed, {name: round(v, 4) for name, v in out.items()})
     return out, scaled, data.labels[dev]
 
 
-def ensembles(task: S.Task, suite: S.Suite, seeds: list[int], cache: Path) -> dict[str, float]:
+def ensembles(task: S.Task, suite: S.Suite, seeds: list[int], cache: Path,
+              transforms: bool = False) -> dict[str, float]:
     """Per candidate: the mean development ROC-AUC over ``seeds``, and (with several seeds) the
     ROC-AUC of the seeds' ensemble, the mean of their scaled scores (``seeds ensemble``)."""
     from sklearn.metrics import roc_auc_score
 
-    runs = [task_levers(task, suite, seed, cache) for seed in seeds]
+    runs = [task_levers(task, suite, seed, cache, transforms) for seed in seeds]
     out = {name: float(np.mean([auc[name] for auc, _, _ in runs])) for name in runs[0][0]}
     if len(seeds) > 1:
         labels = runs[0][2]
@@ -156,6 +241,9 @@ def main() -> None:
     parser.add_argument("--data-root", default=os.environ.get(DATA_ROOT_ENV, ""),
                         help=f"folder with MNIST/ and FashionMNIST/ (default: ${DATA_ROOT_ENV})")
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds of the cached models")
+    parser.add_argument("--output", type=Path, default=OUT, help=f"the report (default: {OUT})")
+    parser.add_argument("--transforms", action="store_true",
+                        help="also measure a classifier of the 8 rotations and flips (transformation_nll)")
     args = parser.parse_args()
     seeds = [int(seed) for seed in args.seeds.split(",")]
     suite = S.load_suite(yaml.safe_load(Path("benchmarks/suite.yaml").read_text()), load_params(resolve=False),
@@ -165,13 +253,13 @@ def main() -> None:
              "(python -m benchmarks.one_class_levers; docs/suite-levers.md).", ""]
     for family in FAMILIES:
         tasks = [t for t in suite.tasks if t.family == family]
-        results = [ensembles(t, suite, seeds, Path("data/suite_cache")) for t in tasks]
+        results = [ensembles(t, suite, seeds, Path("data/suite_cache"), args.transforms) for t in tasks]
         means = {name: np.mean([r[name] for r in results]) for name in results[0]}
         lines += [f"## {family}", "", "| score | mean ROC-AUC |", "| --- | --- |",
                   *(f"| {name} | {value:.4f} |" for name, value in sorted(means.items(), key=lambda kv: -kv[1])), ""]
-    with atomic_path(OUT) as tmp:
+    with atomic_path(args.output) as tmp:
         tmp.write_text("\n".join(lines))
-    log.info("wrote %s", OUT)
+    log.info("wrote %s", args.output)
     print("\n".join(lines))
 
 

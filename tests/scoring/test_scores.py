@@ -24,6 +24,7 @@ from vae_anomaly.scoring.scores import (
     likelihood_regret,
     negative_elbo,
     smoothed_reconstruction_mse,
+    ssim_error,
 )
 
 from support import score_params
@@ -342,6 +343,44 @@ def test_smoothed_reconstruction_error_ranks_a_wrong_shape_above_fine_texture():
     np.testing.assert_allclose(smoothed.numpy(), expected, rtol=1e-6)
     with pytest.raises(ValueError, match="needs images"):
         smoothed_reconstruction_mse(model, torch.zeros(2, 256), torch.Generator())
+
+
+class PatternReconstruction(FixedReconstruction):
+    """Reconstructs every input as one fixed image, ``pattern``."""
+
+    def __init__(self, config, pattern):
+        super().__init__(config)
+        self.logits = torch.logit(torch.as_tensor(pattern, dtype=torch.float32))
+
+    def decode(self, z):
+        return self.logits.expand(len(z), *self.config.input_shape)
+
+
+@torch.no_grad()
+def test_ssim_error_ranks_a_missing_stroke_above_a_brighter_image():
+    """The reconstruction is a ramp with a stroke. An input 0.1 brighter everywhere has five
+    times the squared error of the input that lacks the stroke: the plain error ranks the
+    brightness first, SSIM (scikit-image's, checked against it) the missing structure, and a
+    perfect reconstruction scores 0. An image smaller than SSIM's window uses the largest odd one."""
+    from skimage.metrics import structural_similarity
+
+    pattern = np.tile(np.linspace(0.3, 0.7, 16), (16, 1))
+    pattern[8, 2:14] += 0.2
+    no_stroke = pattern.copy()
+    no_stroke[8, 2:14] -= 0.2
+    x = np.stack([pattern + 0.1, no_stroke, pattern])[:, None]
+    model = PatternReconstruction(VAEConfig([1, 16, 16], [8], 2, likelihood="bernoulli"), pattern).eval()
+    plain = compute_scores(model, x, score_params(["reconstruction_mse"]), seed=0)["reconstruction_mse"]
+    ssim = ssim_error(model, torch.as_tensor(x, dtype=torch.float32), torch.Generator()).numpy()
+    assert plain[0] > 5 * plain[1] and ssim[1] > 3 * ssim[0]
+    expected = 1 - structural_similarity(np.float32(no_stroke)[None].astype(np.float64), np.float32(pattern)[None].astype(np.float64),
+                                         data_range=1.0, channel_axis=0, gaussian_weights=True, sigma=1.5,
+                                         use_sample_covariance=False)
+    assert ssim[1] == pytest.approx(expected, rel=1e-5) and ssim[2] == pytest.approx(0.0, abs=1e-5)
+    small = FixedReconstruction(VAEConfig([1, 8, 8], [8], 2, likelihood="bernoulli")).eval()
+    assert np.isfinite(ssim_error(small, torch.rand(2, 1, 8, 8), torch.Generator()).numpy()).all()
+    with pytest.raises(ValueError, match="needs images"):
+        ssim_error(model, torch.zeros(2, 256), torch.Generator())
 
 
 @torch.no_grad()

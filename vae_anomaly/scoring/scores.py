@@ -5,6 +5,8 @@ those the ``score`` params section names, batch by batch.
 - ``reconstruction_mse``: squared error of the reconstruction from the posterior mean;
 - ``smoothed_reconstruction_mse``: images only: the same error after a Gaussian low-pass of
   the residual, so that it measures structure rather than fine texture;
+- ``ssim_error``: images only: 1 - the structural similarity (SSIM) of the image and its
+  reconstruction, which compares local means, contrasts and correlations rather than pixels;
 - ``negative_elbo``: the single-bound -ELBO, averaged over posterior samples;
 - ``iwae``: the importance-weighted bound on -log p(x) with K samples (Burda et al. 2016);
 - ``complexity_corrected``: -log2 p(x) minus the image's compressed length in bits (Serra et al.
@@ -96,6 +98,37 @@ def smoothed_squared_residual(model: VAE, x: torch.Tensor) -> np.ndarray:
     mu, _ = model.encode(x)
     residual = (x - model.mean(model.decode(mu))).detach().cpu().numpy()
     return np.square(gaussian_filter(residual, sigma=(0, 0, SMOOTHING_SIGMA, SMOOTHING_SIGMA)))
+
+
+# SSIM's Gaussian window, in pixels: Wang et al. (2004)'s 1.5, an 11-pixel window, which
+# Bergmann et al. (2019) use for autoencoder residuals.
+SSIM_SIGMA = 1.5
+SSIM_WINDOW = 11
+
+
+def ssim_error(model: VAE, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """1 - the mean structural similarity (SSIM; Wang et al. 2004, scikit-image) of each image
+    and its reconstruction from the posterior mean, over the image's pixels and channels.
+
+    SSIM compares each pixel's neighbourhood by its mean, its contrast and the correlation of
+    the two images there, so a stroke or an edge that the reconstruction misses counts whatever
+    its brightness, where the squared error counts brightness. Beside ``latent_knn`` and
+    ``smoothed_reconstruction_mse`` it is the one-class recipe (docs/suite.md); alone it ranks
+    below the smoothed error on Fashion-MNIST. An image smaller than the 11-pixel window is
+    compared with the largest odd window that fits."""
+    from skimage.metrics import structural_similarity  # imported here: only image scores need it
+
+    if x.dim() != 4:
+        raise ValueError(f"ssim_error needs images (N, C, H, W), got shape {tuple(x.shape)}")
+    mu, _ = model.encode(x)
+    recon = model.mean(model.decode(mu)).detach().cpu().numpy().astype(np.float64)
+    images = x.detach().cpu().numpy().astype(np.float64)
+    side = min(x.shape[2], x.shape[3])
+    window = min(SSIM_WINDOW, side if side % 2 else side - 1)
+    return torch.as_tensor([
+        1.0 - structural_similarity(a, b, data_range=1.0, channel_axis=0, gaussian_weights=True, sigma=SSIM_SIGMA,
+                                    use_sample_covariance=False, win_size=window)
+        for a, b in zip(images, recon)])
 
 
 def negative_elbo(
@@ -280,6 +313,7 @@ class Batch:
 COMPUTE: dict[str, Callable[[Batch], torch.Tensor]] = {
     "reconstruction_mse": lambda b: reconstruction_mse(b.model, b.x, b.generators["elbo"]),
     "smoothed_reconstruction_mse": lambda b: smoothed_reconstruction_mse(b.model, b.x, b.generators["elbo"]),
+    "ssim_error": lambda b: ssim_error(b.model, b.x, b.generators["elbo"]),
     "negative_elbo": lambda b: negative_elbo(b.model, b.x, b.generators["elbo"], b.score["elbo_samples"]),
     "iwae": Batch.bound,
     "complexity_corrected": lambda b: complexity_corrected(b.bound(), b.x, b.score["complexity_codec"]),
