@@ -74,7 +74,7 @@ def features(model: Any, x: np.ndarray, batch: int = 1000) -> dict[str, np.ndarr
     import torch
     from scipy.ndimage import gaussian_filter, shift
 
-    from vae_anomaly.scoring.scores import SMOOTHING_SIGMA
+    from vae_anomaly.scoring.scores import SMOOTHING_SIGMA, image_ssim
 
     def moved(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
         return shift(a, (0, 0, dy, dx), order=0, cval=0.0)
@@ -85,15 +85,6 @@ def features(model: Any, x: np.ndarray, batch: int = 1000) -> dict[str, np.ndarr
 
     def smoothed(residual: np.ndarray) -> np.ndarray:
         return smoothed_map(residual).mean(axis=1)
-
-    def ssim(a: np.ndarray, b: np.ndarray, gaussian: bool = True) -> np.ndarray:
-        """1 - the mean structural similarity of each pair of images (Wang et al. 2004; Gaussian
-        window sigma 1.5, 11 pixels, as Bergmann et al. 2019 use it for autoencoder residuals, or
-        skimage's default uniform 7 x 7 window)."""
-        from skimage.metrics import structural_similarity
-        window = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False} if gaussian else {}
-        return np.array([1 - structural_similarity(u, v, data_range=1.0, channel_axis=0, **window)
-                         for u, v in zip(a, b)])
 
     def gradient(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The mean squared difference of the Sobel gradient magnitudes: edges the reconstruction
@@ -127,8 +118,8 @@ def features(model: Any, x: np.ndarray, batch: int = 1000) -> dict[str, np.ndarr
         out["smoothed"].append(base)
         for name, share in TOP_SHARES.items():
             out[name].append(top(squared, share))
-        out["ssim"].append(ssim(xb, recon))
-        out["ssim_7"].append(ssim(xb, recon, gaussian=False))
+        out["ssim"].append(1 - image_ssim(xb, recon, gaussian=True))  # ssim_error's
+        out["ssim_7"].append(1 - image_ssim(xb, recon))  # scikit-image's uniform 7 x 7 window
         out["gradient"].append(gradient(xb, recon))
         out["latent"].append(mu)
         out["hidden"].append(hidden)

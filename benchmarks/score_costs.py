@@ -4,9 +4,10 @@ against its time (docs/suite.md, "Cost").
 
     python -m benchmarks.score_costs [--images 4000] [--train 5400] [--threads 1]
 
-The model is an untrained MLP VAE of the suite's one-class image tasks (784-400-20, Bernoulli
-decoder) on random 28 x 28 images: a score's cost depends on the shapes, not on what the
-weights learned. Each score is computed alone by ``scores.compute_scores`` (the function the
+The scores are those ``auto`` gives images (params.AUTO_SCORES), with params.yaml's ``score``
+settings; the model is an untrained MLP VAE of the suite's one-class image tasks (784-400-20,
+Bernoulli decoder) on random 28 x 28 images: a score's cost depends on the shapes, not on what
+the weights learned. Each score is computed alone by ``scores.compute_scores`` (the function the
 score stage and the suite call) after one warm-up call; the reference scores' k-NN index is
 fitted on ``--train`` images first, and that fit is timed on its own row.
 """
@@ -19,12 +20,10 @@ import numpy as np
 import torch
 
 from vae_anomaly.model.vae import VAEConfig, build_model
+from vae_anomaly.params import AUTO_SCORES, load_params
 from vae_anomaly.scoring.reference import fit_reference
+from vae_anomaly.scoring.registry import COMBINED
 from vae_anomaly.scoring.scores import compute_scores
-
-SCORES = ("reconstruction_mse", "smoothed_reconstruction_mse", "ssim_error", "latent_knn", "negative_elbo")
-SCORE_PARAMS = {"elbo_samples": 16, "iwae_samples": 50, "knn_neighbors": 5, "batch_size": 256,
-                "complexity_codec": "jpeg2000"}
 
 
 def main() -> None:
@@ -41,13 +40,15 @@ def main() -> None:
     x_train = rng.random((args.train, 1, 28, 28), dtype=np.float32)
     x = rng.random((args.images, 1, 28, 28), dtype=np.float32)
 
+    score = load_params(resolve=False)["score"]
+    names = [name for name in AUTO_SCORES["images"]["names"] if name != COMBINED]  # combined: their mean
     start = time.perf_counter()
-    reference = fit_reference(model, x_train, ["latent_knn"], SCORE_PARAMS["batch_size"], SCORE_PARAMS["knn_neighbors"])
+    reference = fit_reference(model, x_train, names, score["batch_size"], score["knn_neighbors"])
     fit_s = time.perf_counter() - start
     print(f"{'score':<30} {'s':>7} {'ms/image':>9}   ({args.images} images, {args.threads} thread(s))")
     print(f"{'latent_knn: fit the reference':<30} {fit_s:7.2f} {1000 * fit_s / args.train:9.3f}   (per training image)")
-    for name in SCORES:
-        params = dict(SCORE_PARAMS, names=[name])
+    for name in names:
+        params = dict(score, names=[name])
         compute_scores(model, x[:256], params, seed=0, reference=reference, progress=False)  # warm-up
         start = time.perf_counter()
         compute_scores(model, x, params, seed=0, reference=reference, progress=False)

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from skimage.metrics import structural_similarity
 
 from ..model.batches import batches, model_device
 from ..model.vae import VAE
-from .scores import reconstruction_mse
+from .scores import image_ssim, reconstruction_mse
 
 
 @torch.no_grad()
@@ -31,17 +30,3 @@ def reconstruction_quality(model: VAE, x: np.ndarray, batch_size: int) -> dict[s
         out["ssim"] = np.concatenate(ssim)
     return out
 
-
-def image_ssim(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
-    """SSIM (Wang et al. 2004) of each (C, H, W) image in [0, 1] with its reconstruction,
-    by scikit-image with its default uniform 7x7 window (or the largest odd one that fits)."""
-    _, channels, height, width = images.shape
-    side = min(height, width)
-    win_size = min(7, side if side % 2 else side - 1)
-    return np.array([
-        structural_similarity(
-            a[0] if channels == 1 else a, b[0] if channels == 1 else b, data_range=1.0,
-            win_size=win_size, channel_axis=None if channels == 1 else 0,
-        )
-        for a, b in zip(images.astype(np.float64), reconstructions.astype(np.float64))
-    ])

@@ -108,27 +108,39 @@ SSIM_WINDOW = 11
 
 def ssim_error(model: VAE, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """1 - the mean structural similarity (SSIM; Wang et al. 2004, scikit-image) of each image
-    and its reconstruction from the posterior mean, over the image's pixels and channels.
+    and its reconstruction from the posterior mean, over the image's pixels and channels, with
+    SSIM's Gaussian window (:func:`image_ssim`).
 
     SSIM compares each pixel's neighbourhood by its mean, its contrast and the correlation of
     the two images there, so a stroke or an edge that the reconstruction misses counts whatever
     its brightness, where the squared error counts brightness. Beside ``latent_knn`` and
     ``smoothed_reconstruction_mse`` it is the one-class recipe (docs/suite.md); alone it ranks
-    below the smoothed error on Fashion-MNIST. An image smaller than the 11-pixel window is
-    compared with the largest odd window that fits."""
-    from skimage.metrics import structural_similarity  # imported here: only image scores need it
-
+    below the smoothed error on Fashion-MNIST."""
     if x.dim() != 4:
         raise ValueError(f"ssim_error needs images (N, C, H, W), got shape {tuple(x.shape)}")
     mu, _ = model.encode(x)
-    recon = model.mean(model.decode(mu)).detach().cpu().numpy().astype(np.float64)
-    images = x.detach().cpu().numpy().astype(np.float64)
-    side = min(x.shape[2], x.shape[3])
-    window = min(SSIM_WINDOW, side if side % 2 else side - 1)
-    return torch.as_tensor([
-        1.0 - structural_similarity(a, b, data_range=1.0, channel_axis=0, gaussian_weights=True, sigma=SSIM_SIGMA,
-                                    use_sample_covariance=False, win_size=window)
-        for a, b in zip(images, recon)])
+    recon = model.mean(model.decode(mu))
+    return torch.as_tensor(1.0 - image_ssim(x.cpu().numpy(), recon.cpu().numpy(), gaussian=True))
+
+
+def image_ssim(images: np.ndarray, reconstructions: np.ndarray, gaussian: bool = False) -> np.ndarray:
+    """SSIM (Wang et al. 2004, scikit-image) of each (C, H, W) image in [0, 1] with its
+    reconstruction, averaged over the channels: with scikit-image's default uniform 7x7 window,
+    or (``gaussian``) the Gaussian of SSIM_SIGMA pixels in an SSIM_WINDOW window; an image
+    smaller than the window is compared with the largest odd window that fits."""
+    from skimage.metrics import structural_similarity  # imported here: only image scores need it
+
+    _, channels, height, width = images.shape
+    side = min(height, width)
+    window = {"gaussian_weights": True, "sigma": SSIM_SIGMA, "use_sample_covariance": False} if gaussian else {}
+    win_size = min(SSIM_WINDOW if gaussian else 7, side if side % 2 else side - 1)
+    return np.array([
+        structural_similarity(
+            a[0] if channels == 1 else a, b[0] if channels == 1 else b, data_range=1.0,
+            win_size=win_size, channel_axis=None if channels == 1 else 0, **window,
+        )
+        for a, b in zip(images.astype(np.float64), reconstructions.astype(np.float64))
+    ])
 
 
 def negative_elbo(
