@@ -25,7 +25,7 @@ from vae_anomaly import Detector
 from vae_anomaly.errors import UserError
 
 MAX_LEVELS = 20
-TABLES = ("breastw", "pima", "wbc", "yeast", "lymphography", "ionosphere", "thyroid", "vertebral")
+TABLES = ("breastw", "pima", "wbc", "yeast", "lymphography", "ionosphere", "thyroid", "vertebral", "cardio")
 
 
 def split(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

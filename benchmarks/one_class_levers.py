@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from benchmarks.levers import CACHE, model_path, section, write_report
 from vae_anomaly.cli import run_main
 from vae_anomaly.data.images import DATA_ROOT_ENV
 from vae_anomaly.errors import UserError
-from vae_anomaly.io import atomic_path
 from vae_anomaly.params import load_params
 from vae_anomaly.studies import suite as S
 
@@ -179,7 +179,7 @@ def task_levers(task: S.Task, suite: S.Suite, seed: int, cache: Path,
     from vae_anomaly.scoring.combination import combined, fit_combination
 
     data = S.prepare(task, suite.split_seed)
-    path = cache / f"{task.name.replace('/', '__')}-model-{seed}-{S.model_key(task, seed, S.data_digest(data))}.pt"
+    path = model_path(task, seed, data, cache)
     if not path.is_file():
         raise UserError(f"{path} not found: run the suite on {task.name} with seed {seed} first (this script's docstring)")
     model = load_model(path).eval()
@@ -244,14 +244,9 @@ def main() -> None:
              "(python -m benchmarks.one_class_levers; docs/suite-levers.md).", ""]
     for family in FAMILIES:
         tasks = [t for t in suite.tasks if t.family == family]
-        results = [ensembles(t, suite, seeds, Path("data/suite_cache"), args.transforms) for t in tasks]
-        means = {name: np.mean([r[name] for r in results]) for name in results[0]}
-        lines += [f"## {family}", "", "| score | mean ROC-AUC |", "| --- | --- |",
-                  *(f"| {name} | {value:.4f} |" for name, value in sorted(means.items(), key=lambda kv: -kv[1])), ""]
-    with atomic_path(args.output) as tmp:
-        tmp.write_text("\n".join(lines))
-    log.info("wrote %s", args.output)
-    print("\n".join(lines))
+        results = [ensembles(t, suite, seeds, CACHE, args.transforms) for t in tasks]
+        lines += section(family, {name: np.mean([r[name] for r in results]) for name in results[0]})
+    write_report(lines, args.output)
 
 
 if __name__ == "__main__":

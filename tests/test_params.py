@@ -26,14 +26,14 @@ def test_params_yaml_holds_the_schemas_defaults():
 
 def test_auto_resolves_by_the_data_and_protocol():
     """"auto" becomes the suite's recommendation for the data: tables keep the MLP 128-64-8, the
-    Gaussian decoder and latent_residual_knn; images get the MLP 400-20 and ``combined``, of
+    Gaussian decoder and joint_knn; images get the MLP 400-20 and ``combined``, of
     complexity_corrected with the discretised logistic decoder when whole classes are held
     out, else of the smoothed reconstruction error with the Bernoulli decoder; a key set by
     hand stays, and the scores follow the model it makes."""
     tables = load_params(ROOT / "params.yaml")
     assert (tables["model"]["hidden_dims"], tables["model"]["latent_dim"], tables["model"]["likelihood"]) == ([128, 64], 8, "gaussian")
-    assert tables["score"]["primary"] == "latent_residual_knn"
-    assert tables["score"]["names"] == ["latent_residual_knn", "reconstruction_mse", "negative_elbo"]
+    assert tables["score"]["primary"] == "joint_knn"
+    assert tables["score"]["names"] == ["joint_knn", "latent_residual_knn", "reconstruction_mse", "negative_elbo"]
     raw = raw_params()
     raw["data"].update(source="mnist", protocol="held_out", classes=[1])
     held_out = resolve_auto(validate(raw))

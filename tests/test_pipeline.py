@@ -64,11 +64,12 @@ def test_repro_detects_and_is_then_up_to_date(project):
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert list(metrics) == ["roc_auc", "pr_auc", "f1", "n_flagged", "threshold"]
     detail = json.loads((project / "reports/detail.json").read_text())
-    # It detects: the primary score (latent_residual_knn), the negative ELBO and the
+    # It detects: the primary score (joint_knn), latent_residual_knn, the negative ELBO and the
     # reconstruction error rank the test set's 15 % anomalies well above chance (0.5), and
     # the threshold flags some rows.
-    assert set(detail["scores"]) == {"latent_residual_knn", "negative_elbo", "reconstruction_mse"}
-    assert metrics["roc_auc"] == detail["scores"]["latent_residual_knn"]["roc_auc"] > 0.65 and metrics["pr_auc"] > 0.3
+    assert set(detail["scores"]) == {"joint_knn", "latent_residual_knn", "negative_elbo", "reconstruction_mse"}
+    assert metrics["roc_auc"] == detail["scores"]["joint_knn"]["roc_auc"] > 0.65 and metrics["pr_auc"] > 0.3
+    assert detail["scores"]["latent_residual_knn"]["roc_auc"] > 0.65
     assert detail["scores"]["negative_elbo"]["roc_auc"] > 0.65
     assert detail["scores"]["reconstruction_mse"]["roc_auc"] > 0.75
     assert 0 < metrics["n_flagged"] < detail["primary"]["n"] == 400 and detail["primary"]["precision"] > 0.3

@@ -74,3 +74,17 @@ def test_an_arrays_columns_are_read_by_position_and_grouped_back():
     back = mixed.frame(mixed.transform(training_frame()).x)
     assert back["country"].tolist()[:3] == ["fr", "de", "fr"] and pd.isna(back["country"][3])
     assert back["present"].tolist() == ["True", "False", "True", "True"]
+
+
+@pytest.mark.parametrize("frame", [False, True])
+def test_a_column_constant_in_training_keeps_a_std_of_one_though_its_mean_rounds(frame):
+    # 700 copies of 1.1 beside another column average to 1e-14 off it, so their std is that,
+    # not 0 (as in ODDS cardio): scaled by it, a later 13.07 would be 1e15 and the loss NaN.
+    value = 1.1
+    train = np.column_stack([np.full(700, value), np.arange(700.0)])
+    assert 0 < train.std(axis=0)[0] < 1e-13
+    encoding = ColumnEncoding.fit(pd.DataFrame(train, columns=["a", "b"])) if frame else ColumnEncoding.fit_array(train)
+    assert encoding.columns[0].std == 1.0 and encoding.columns[1].std == pytest.approx(train[:, 1].std())
+    later = np.array([[13.07, 1.0]])
+    x = encoding.transform(pd.DataFrame(later, columns=["a", "b"]) if frame else later).x
+    assert x[0, 0] == pytest.approx(13.07 - value)

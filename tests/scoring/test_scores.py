@@ -122,7 +122,7 @@ def test_compute_scores_gives_every_score_and_reuses_the_bound():
     rng = np.random.default_rng(0)
     train, x = rng.random((60, 1, 8, 8), dtype=np.float32), rng.random((25, 1, 8, 8), dtype=np.float32)
     names = ["negative_elbo", "reconstruction_mse", "iwae", "complexity_corrected", "kl_to_prior",
-             "latent_mahalanobis", "latent_knn", "latent_residual_knn"]
+             "latent_mahalanobis", "latent_knn", "latent_residual_knn", "joint_knn"]
     reference = fit_reference(model, train, names, batch_size=16, k=5)
     every = compute_scores(model, x, score_params(names, 10, 2), seed=0, reference=reference)
     alone = compute_scores(model, x, score_params(["iwae"], 10, 2), seed=0)
@@ -147,7 +147,7 @@ def test_latent_mahalanobis_uses_the_training_codes_gaussian():
     np.testing.assert_allclose(got["latent_mahalanobis"], np.einsum("ij,jk,ik->i", diff, precision, diff), rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["latent_mahalanobis", "latent_knn", "latent_residual_knn"])
+@pytest.mark.parametrize("name", ["latent_mahalanobis", "latent_knn", "latent_residual_knn", "joint_knn"])
 def test_reference_scores_without_a_training_reference_are_refused(name):
     model = model_of(VAEConfig([5], [8], 3))
     with pytest.raises(ValueError, match=f"{name} needs a training reference"):
@@ -242,6 +242,31 @@ def test_latent_residual_knn_weighs_residuals_by_how_rarely_normal_data_has_them
     x = np.array([[0.5, 0.0], [0.0, 0.5]], dtype=np.float32)
     got = compute_scores(model, x, params, seed=0, reference=reference)["latent_residual_knn"]
     assert got[0] > 10 * got[1]
+
+
+@torch.no_grad()
+def test_joint_knn_is_the_mean_distance_to_the_k_nearest_rows_in_input_code_and_whitened_residual():
+    model = model_of(VAEConfig([4], [8], 2))
+    rng = np.random.default_rng(2)
+    train = rng.normal(size=(120, 4)).astype(np.float32)
+    x = rng.normal(size=(9, 4)).astype(np.float32)
+    x[0, 1] = np.nan  # a missing entry reads as 0 in the input and the residual
+    reference = fit_reference(model, train, ["joint_knn", "latent_residual_knn"], batch_size=50, k=3)
+    got = compute_scores(model, x, score_params(["joint_knn", "latent_residual_knn"], k=3), seed=0, reference=reference)
+
+    def coordinates(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        t = torch.as_tensor(a)
+        mu = model.encode(t)[0]
+        residual = torch.nan_to_num(t - model.decode(mu), nan=0.0).numpy().astype(np.float64)
+        return np.nan_to_num(a).astype(np.float64), mu.numpy().astype(np.float64), residual @ reference.residual_whitener
+
+    ref, query = (np.hstack(coordinates(a)) for a in (train, x))
+    distances = np.sort(np.sqrt(((query[:, None] - ref[None]) ** 2).sum(axis=-1)), axis=1)
+    np.testing.assert_allclose(got["joint_knn"], distances[:, :3].mean(axis=1), rtol=1e-6)
+    # latent_residual_knn: the k-th distance in the same coordinates without the input
+    ref, query = (np.hstack(coordinates(a)[1:]) for a in (train, x))
+    distances = np.sort(np.sqrt(((query[:, None] - ref[None]) ** 2).sum(axis=-1)), axis=1)
+    np.testing.assert_allclose(got["latent_residual_knn"], distances[:, 2], rtol=1e-6)
 
 
 def test_likelihood_regret_is_never_negative_and_grows_where_the_encoder_is_wrong():

@@ -254,12 +254,19 @@ def read_encoding(path: str) -> ColumnEncoding | None:
 
 def _mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and std, over the values present; a constant column's std is 1, so it
-    stays constant instead of becoming NaN."""
+    stays constant instead of becoming NaN.
+
+    Constant is told by its values (the largest equals the smallest), not by a std of 0: the
+    mean of n equal floats need not equal them (700 copies of 1.1 in a table's column average
+    to 1e-14 off), so their std is that rounding error, and dividing by it would blow a later
+    row's other value up by 1e14 (ODDS cardio: a NaN validation loss)."""
     if np.isnan(x).any():
         mean, std = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
+        constant = np.nanmax(x, axis=0) == np.nanmin(x, axis=0)
     else:
         mean, std = x.mean(axis=0), x.std(axis=0)
-    std[std == 0] = 1.0
+        constant = x.max(axis=0) == x.min(axis=0)
+    std[constant | (std == 0)] = 1.0
     return mean, std
 
 

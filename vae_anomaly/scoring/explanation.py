@@ -3,10 +3,10 @@ the VAE reconstructs, in nats (docs/tables.md, "Explanations").
 
 The evidence is the residual r = x - E[x|z(x)] (model.residual: 0 where x is missing) under
 the Gaussian of the training rows' residuals, N(0, S), the covariance whose whitening is the
-residual half of ``latent_residual_knn``'s coordinates. Its negative log-likelihood beyond a
-perfect reconstruction, 1/2 r^T S^-1 r, is split over the columns by orthogonal matching
-pursuit in the whitened space (Pati et al. 1993): the column (a number, or a category's
-one-hot block as one) that explains most of what is left is taken first, then the next given
+residual block of ``latent_residual_knn``'s and ``joint_knn``'s coordinates. Its negative
+log-likelihood beyond a perfect reconstruction, 1/2 r^T S^-1 r, is split over the columns by
+orthogonal matching pursuit in the whitened space (Pati et al. 1993): the column (a number, or
+a category's one-hot block as one) that explains most of what is left is taken first, then the next given
 the first, and so on; each column's contribution is its step's gain. Past MAX_STEPS columns
 the columns left share the rest in proportion to their gains given those taken. The contributions are
 >= 0 and add up to 1/2 r^T S^-1 r; a normal row's add up to about D/2 (a chi-square with D

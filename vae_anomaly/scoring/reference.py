@@ -1,6 +1,6 @@
 """The training reference of the reference scores (registry.py: ``latent_mahalanobis``,
-``latent_knn``, ``latent_residual_knn``): what they compare a sample with, fitted on the
-training split only, and the plain arrays a saved detector keeps of it."""
+``latent_knn``, ``latent_residual_knn``, ``joint_knn``): what they compare a sample with, fitted
+on the training split only, and the plain arrays a saved detector keeps of it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,18 +24,21 @@ if TYPE_CHECKING:
 class TrainingReference:
     """What the reference scores compare a sample with, fitted on the training split only:
     a Gaussian of the posterior means (``latent_mahalanobis``), their neighbours
-    (``latent_knn``), and the whitening of the residuals with the neighbours in the joint
-    coordinates (``latent_residual_knn``). Unused parts are None."""
+    (``latent_knn``), the whitening of the residuals with the neighbours in the joint
+    coordinates (``latent_residual_knn``), and the neighbours in those coordinates with the
+    input itself beside them (``joint_knn``). Unused parts are None."""
 
     k: int
     code_gaussian: EmpiricalCovariance | None = None
     code_neighbors: NearestNeighbors | None = None
     residual_whitener: np.ndarray | None = None
     joint_neighbors: NearestNeighbors | None = None
+    input_joint_neighbors: NearestNeighbors | None = None
     # The training arrays the parts were fitted on, so that a saved detector can keep them
     # (reference_arrays) and fit the same parts again (reference_from_arrays).
     codes: np.ndarray | None = None
     joint: np.ndarray | None = None
+    input_joint: np.ndarray | None = None
 
 
 @torch.no_grad()
@@ -46,6 +49,17 @@ def encode_and_reconstruct(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, t
     return mu, model.residual(x, model.decode(mu)).flatten(1)
 
 
+def joint_coordinates(model: VAE, x: torch.Tensor, whitener: np.ndarray, with_input: bool) -> np.ndarray:
+    """The coordinates of ``latent_residual_knn`` (``with_input`` False) or ``joint_knn`` (True)
+    of each row of x: its posterior mean and whitened residual r W, after the row itself as the
+    encoder reads it (flattened; a missing entry as 0, model.filled)."""
+    mu, residual = encode_and_reconstruct(model, x)
+    parts = [mu.cpu().numpy().astype(np.float64), residual.cpu().numpy().astype(np.float64) @ whitener]
+    if with_input:
+        parts.insert(0, model.filled(x).flatten(1).cpu().numpy().astype(np.float64))
+    return np.hstack(parts)
+
+
 @torch.no_grad()
 def fit_reference(model: VAE, x_train: np.ndarray, names: list[str], batch_size: int, k: int) -> TrainingReference | None:
     """The :class:`TrainingReference` of the reference scores among ``names``, fitted on the
@@ -54,10 +68,11 @@ def fit_reference(model: VAE, x_train: np.ndarray, names: list[str], batch_size:
     if not wanted:
         return None
     model.eval()
-    parts = [encode_and_reconstruct(model, batch) for batch in batches(x_train, batch_size, model_device(model))]
+    device = model_device(model)
+    parts = [encode_and_reconstruct(model, batch) for batch in batches(x_train, batch_size, device)]
     codes = torch.cat([mu for mu, _ in parts]).cpu().numpy().astype(np.float64)
-    whitener = joint = None
-    if "latent_residual_knn" in wanted:
+    arrays = {"k": np.array(k), "codes": codes}
+    if wanted & {"latent_residual_knn", "joint_knn"}:
         residuals = torch.cat([r for _, r in parts]).cpu().numpy().astype(np.float64)
         # Ledoit-Wolf shrinkage keeps the covariance invertible when residuals are nearly
         # collinear (few rows, many features); its precision's Cholesky factor W has
@@ -66,21 +81,25 @@ def fit_reference(model: VAE, x_train: np.ndarray, names: list[str], batch_size:
 
         precision = LedoitWolf().fit(residuals).precision_
         whitener = np.linalg.cholesky((precision + precision.T) / 2)
-        joint = np.hstack([codes, residuals @ whitener])
-    return reference_from_arrays(
-        {"k": np.array(k), "codes": codes,
-         **({} if joint is None else {"residual_whitener": whitener, "joint": joint})},
-        names,
-    )
+        arrays["residual_whitener"] = whitener
+        if "latent_residual_knn" in wanted:
+            arrays["joint"] = np.hstack([codes, residuals @ whitener])
+        if "joint_knn" in wanted:
+            arrays["input_joint"] = np.vstack([joint_coordinates(model, batch, whitener, with_input=True)
+                                               for batch in batches(x_train, batch_size, device)])
+    return reference_from_arrays(arrays, names)
 
 
 def reference_arrays(reference: TrainingReference) -> dict[str, np.ndarray]:
     """The arrays a :class:`TrainingReference` is fitted from: k, the training posterior
-    means, and (for ``latent_residual_knn``) the whitener and the joint coordinates; plain
-    arrays, so a saved detector loads them without pickle."""
+    means, and (for ``latent_residual_knn`` and ``joint_knn``) the whitener and their
+    coordinates; plain arrays, so a saved detector loads them without pickle."""
     arrays = {"k": np.array(reference.k), "codes": reference.codes}
-    if reference.joint is not None:
-        arrays.update(residual_whitener=reference.residual_whitener, joint=reference.joint)
+    if reference.residual_whitener is not None:
+        arrays["residual_whitener"] = reference.residual_whitener
+    for name in ("joint", "input_joint"):
+        if getattr(reference, name) is not None:
+            arrays[name] = getattr(reference, name)
     return arrays
 
 
@@ -102,6 +121,11 @@ def reference_from_arrays(arrays: dict[str, np.ndarray], names: list[str]) -> Tr
             raise ValueError("latent_residual_knn needs the residual whitener and joint coordinates of the training split")
         reference.residual_whitener, reference.joint = arrays["residual_whitener"], arrays["joint"]
         reference.joint_neighbors = NearestNeighbors(n_neighbors=reference.k).fit(reference.joint)
+    if "joint_knn" in names:
+        if "input_joint" not in arrays:
+            raise ValueError("joint_knn needs the residual whitener and joint coordinates of the training split")
+        reference.residual_whitener, reference.input_joint = arrays["residual_whitener"], arrays["input_joint"]
+        reference.input_joint_neighbors = NearestNeighbors(n_neighbors=reference.k).fit(reference.input_joint)
     return reference
 
 
@@ -110,3 +134,11 @@ def kth_neighbor_distance(neighbors: NearestNeighbors, points: np.ndarray) -> np
     2000, the score of PyOD's KNN with method 'largest')."""
     distances, _ = neighbors.kneighbors(points)
     return distances[:, -1]
+
+
+def mean_neighbor_distance(neighbors: NearestNeighbors, points: np.ndarray) -> np.ndarray:
+    """Mean Euclidean distance of each point to its k nearest reference points (Angiulli &
+    Pizzuti 2002, PyOD's KNN with method 'mean'): less swayed than the k-th alone by one
+    close or one far neighbour."""
+    distances, _ = neighbors.kneighbors(points)
+    return distances.mean(axis=1)

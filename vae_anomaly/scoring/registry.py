@@ -37,6 +37,8 @@ SCORES: dict[str, Score] = {s.name: s for s in (
           reference=True),
     Score("latent_residual_knn", "k-NN distance in posterior mean and whitened residual to the training rows",
           reference=True),
+    Score("joint_knn", "mean distance to the k nearest training rows in the input, posterior mean and whitened "
+          "residual", reference=True),
     Score("likelihood_regret", "the ELBO gained by refitting the posterior to x alone (Xiao et al. 2020)",
           vae=True, draws="regret"),
     Score(COMBINED, "the mean of score.combine's scores, each scaled on the validation split"),

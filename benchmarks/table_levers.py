@@ -1,0 +1,180 @@
+"""Score levers for the tabular families, on the development halves only.
+
+    python -m benchmarks.suite --data-root ../shared/datasets --development --tasks odds,synthetic
+    python -m benchmarks.table_levers --data-root ../shared/datasets
+
+The first command trains (or reads) the suite's VAEs of seeds 0, 1, 2 and caches their weights
+under data/suite_cache; this one reads those weights and measures, per family, the mean
+development ROC-AUC of k-NN scores in the VAE's coordinates that the package does not have,
+beside the two it has (``latent_residual_knn``, ``joint_knn``) and PyOD's KNN and AutoEncoder
+(their cached suite scores): which blocks the coordinates hold (the input x, the posterior mean
+mu, the whitened residual r W, the encoder's hidden layer h), how the residual is scaled, the
+k-th distance or the mean of the k, the reference rows, the seeds' ensemble, and a scaled mean
+with the squared residual. Writes reports/suite/development-table-levers.md (docs/suite-levers.md).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from benchmarks.levers import CACHE, model_path, section, write_report
+from vae_anomaly.cli import run_main
+from vae_anomaly.data.images import DATA_ROOT_ENV
+from vae_anomaly.errors import UserError
+from vae_anomaly.params import load_params
+from vae_anomaly.studies import suite as S
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("odds", "synthetic")
+SEEDS = (0, 1, 2)
+OUT = Path("reports/suite/development-table-levers.md")
+# Each candidate: the blocks of its coordinates, and options (lever below). "x": the input, "mu":
+# the posterior mean, "r": the residual whitened with Ledoit-Wolf (as the package), "r_diag": the
+# residual over each column's training std, "h": the encoder's hidden layer.
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "mu + r, k-th (latent_residual_knn)": {"blocks": ["mu", "r"]},
+    "x + mu + r, mean of k (joint_knn)": {"blocks": ["x", "mu", "r"], "mean": True},
+    "x, k-th (PyOD's KNN)": {"blocks": ["x"]},
+    "x, mean of k": {"blocks": ["x"], "mean": True},
+    "x whitened, k-th": {"blocks": ["x_white"]},
+    "mu + r, k = 1": {"blocks": ["mu", "r"], "k": 1},
+    "mu + r, k = 3": {"blocks": ["mu", "r"], "k": 3},
+    "mu + r, mean of k": {"blocks": ["mu", "r"], "mean": True},
+    "mu + r, mean of 3": {"blocks": ["mu", "r"], "mean": True, "k": 3},
+    "mu + r, mean of 10": {"blocks": ["mu", "r"], "mean": True, "k": 10},
+    "x + mu + r, k-th": {"blocks": ["x", "mu", "r"]},
+    "x/2 + mu + r, k-th": {"blocks": ["x/2", "mu", "r"]},
+    "2x + mu + r, k-th": {"blocks": ["2x", "mu", "r"]},
+    "x + r, mean of k": {"blocks": ["x", "r"], "mean": True},
+    "x + mu + r_diag, mean of k": {"blocks": ["x", "mu", "r_diag"], "mean": True},
+    "x + mu + r + h, mean of k": {"blocks": ["x", "mu", "r", "h"], "mean": True},
+    "mu + r + h, mean of k": {"blocks": ["mu", "r", "h"], "mean": True},
+    "mu standardised + r, k-th": {"blocks": ["mu_std", "r"]},
+    "2 mu + r, k-th": {"blocks": ["2mu", "r"]},
+    "r only, k-th": {"blocks": ["r"]},
+    "x + mu + r, mean of k, reference train + val": {"blocks": ["x", "mu", "r"], "mean": True, "val_too": True},
+    "x + mu + r, mean of k, + squared residual (scaled mean)": {"blocks": ["x", "mu", "r"], "mean": True,
+                                                                 "plus_mse": True},
+}
+ENSEMBLED = ("mu + r, k-th (latent_residual_knn)", "x + mu + r, mean of k (joint_knn)")
+BASELINES = ("pyod_knn", "pyod_autoencoder")
+
+
+def coordinates(model: Any, data: S.Prepared) -> dict[str, dict[str, np.ndarray]]:
+    """Per split: the blocks candidates are built of (CANDIDATES), fitted on the training rows."""
+    import torch
+    from sklearn.covariance import LedoitWolf
+
+    raw = {}
+    with torch.no_grad():
+        for split in ("train", "val", "test"):
+            x = torch.as_tensor(data.features[split], dtype=torch.float32)
+            mu, _ = model.encode(x)
+            residual = model.residual(x, model.decode(mu)).flatten(1)
+            hidden = model.encoder(model.features(model.filled(x)))
+            raw[split] = {"x": model.filled(x).flatten(1).numpy(), "mu": mu.numpy(), "r_raw": residual.numpy(),
+                          "h": hidden.numpy()}
+    raw = {split: {k: v.astype(np.float64) for k, v in blocks.items()} for split, blocks in raw.items()}
+    train = raw["train"]
+
+    def whitener(a: np.ndarray) -> np.ndarray:
+        precision = LedoitWolf().fit(a).precision_
+        return np.linalg.cholesky((precision + precision.T) / 2)
+
+    w_r, w_x = whitener(train["r_raw"]), whitener(train["x"])
+    r_sd, mu_mean, mu_sd = train["r_raw"].std(axis=0) + 1e-8, train["mu"].mean(axis=0), train["mu"].std(axis=0) + 1e-8
+    for blocks in raw.values():
+        blocks.update(r=blocks["r_raw"] @ w_r, r_diag=blocks["r_raw"] / r_sd, x_white=blocks["x"] @ w_x,
+                      mu_std=(blocks["mu"] - mu_mean) / mu_sd, **{"x/2": blocks["x"] / 2, "2x": 2 * blocks["x"],
+                                                                  "2mu": 2 * blocks["mu"]})
+    return raw
+
+
+def scaled(val: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """``test`` on the validation scale: median 0, IQR 1 (as ``combined``)."""
+    low, high = np.percentile(val, [25, 75])
+    return (test - np.median(val)) / ((high - low) or 1.0)
+
+
+def candidate_scores(blocks: dict[str, dict[str, np.ndarray]], lever: dict[str, Any], k: int) -> np.ndarray:
+    """The candidate's test scores, on its validation scale."""
+    from sklearn.neighbors import NearestNeighbors
+
+    def stack(split: str) -> np.ndarray:
+        return np.hstack([blocks[split][b] for b in lever["blocks"]])
+
+    reference = np.vstack([stack("train")] + ([stack("val")] if lever.get("val_too") else []))
+    neighbors = NearestNeighbors(n_neighbors=min(lever.get("k", k), len(reference))).fit(reference)
+    val, test = (neighbors.kneighbors(stack(split))[0] for split in ("val", "test"))
+    val, test = (d.mean(axis=1) if lever.get("mean") else d[:, -1] for d in (val, test))
+    out = scaled(val, test)
+    if lever.get("plus_mse"):
+        out = out + scaled(*(np.square(blocks[split]["r_raw"]).mean(axis=1) for split in ("val", "test")))
+    return out
+
+
+def task_levers(task: S.Task, suite: S.Suite, cache: Path) -> dict[str, float]:
+    """Each candidate's development ROC-AUC on ``task``, the mean over the cached VAEs of SEEDS, and
+    the seeds' ensembles (the mean of their scaled scores) of ENSEMBLED."""
+    from sklearn.metrics import roc_auc_score
+
+    from vae_anomaly.model.vae import load_model
+
+    data = S.prepare(task, suite.split_seed)
+    dev = data.development
+    labels, k = data.labels[dev], task.params["score"]["knn_neighbors"]
+    if not all(model_path(task, seed, data, cache).is_file() for seed in SEEDS):
+        raise UserError(f"{task.name}: the suite's VAEs of seeds {SEEDS} are not cached: run this script's first command")
+    runs = S.task_scores(task, suite, "cpu", cache)[1]  # the cached baselines' scores, PyOD's KNN and AutoEncoder
+    aucs: dict[str, list[float]] = {}
+    ensembles: dict[str, list[np.ndarray]] = {name: [] for name in ENSEMBLED}
+    for seed, run in zip(SEEDS, runs):
+        model = load_model(model_path(task, seed, data, cache)).eval()
+        blocks = coordinates(model, data)
+        for name, lever in CANDIDATES.items():
+            scores = candidate_scores(blocks, lever, k)
+            aucs.setdefault(name, []).append(roc_auc_score(labels, scores[dev]))
+            if name in ENSEMBLED:
+                ensembles[name].append(scores[dev])
+        for name in BASELINES:
+            aucs.setdefault(name, []).append(roc_auc_score(labels, run[name][dev]))
+    out = {name: float(np.mean(values)) for name, values in aucs.items()}
+    for name, runs_scores in ensembles.items():
+        out[f"{name} (seeds ensemble)"] = float(roc_auc_score(labels, np.mean(runs_scores, axis=0)))
+    log.info("%s: %s", task.name, {name: round(v, 4) for name, v in out.items()})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", default=os.environ.get(DATA_ROOT_ENV, ""),
+                        help=f"folder with odds/ (default: ${DATA_ROOT_ENV})")
+    parser.add_argument("--output", type=Path, default=OUT, help=f"the report (default: {OUT})")
+    args = parser.parse_args()
+    suite = S.load_suite(yaml.safe_load(Path("benchmarks/suite.yaml").read_text()), load_params(resolve=False),
+                         args.data_root.rstrip("/"))
+    lines = ["# Tabular levers (development halves: for choosing, not for reporting)", "",
+             f"Mean development ROC-AUC over each family's tasks and the cached VAEs of seeds {list(SEEDS)} "
+             "(python -m benchmarks.table_levers; docs/suite-levers.md). x: the standardised input, mu: the "
+             "posterior mean, r: the residual whitened by the training residuals' Ledoit-Wolf precision, "
+             "r_diag: the residual over each column's training std, h: the encoder's hidden layer; k = 5 "
+             "unless named.", ""]
+    per_task: dict[str, dict[str, float]] = {}
+    for family in FAMILIES:
+        per_task.update({t.name: task_levers(t, suite, CACHE) for t in suite.tasks if t.family == family})
+    for family in (*FAMILIES, "both"):
+        names = [t for t in per_task if family == "both" or t.startswith(f"{family}/")]
+        title = f"all {len(names)} tabular tasks" if family == "both" else f"{family} ({len(names)} tasks)"
+        lines += section(title, {c: np.mean([per_task[t][c] for t in names]) for c in per_task[names[0]]})
+    write_report(lines, args.output)
+
+
+if __name__ == "__main__":
+    run_main(main)
