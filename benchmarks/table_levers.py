@@ -70,25 +70,19 @@ BASELINES = ("pyod_knn", "pyod_autoencoder")
 def coordinates(model: Any, data: S.Prepared) -> dict[str, dict[str, np.ndarray]]:
     """Per split: the blocks candidates are built of (CANDIDATES), fitted on the training rows."""
     import torch
-    from sklearn.covariance import LedoitWolf
+
+    from vae_anomaly.scoring.reference import as_float64, encode_and_reconstruct, fit_whitener, model_inputs
 
     raw = {}
     with torch.no_grad():
         for split in ("train", "val", "test"):
             x = torch.as_tensor(data.features[split], dtype=torch.float32)
-            mu, _ = model.encode(x)
-            residual = model.residual(x, model.decode(mu)).flatten(1)
+            mu, residual = encode_and_reconstruct(model, x)
             hidden = model.encoder(model.features(model.filled(x)))
-            raw[split] = {"x": model.filled(x).flatten(1).numpy(), "mu": mu.numpy(), "r_raw": residual.numpy(),
-                          "h": hidden.numpy()}
-    raw = {split: {k: v.astype(np.float64) for k, v in blocks.items()} for split, blocks in raw.items()}
+            raw[split] = {"x": as_float64(model_inputs(model, x)), "mu": as_float64(mu), "r_raw": as_float64(residual),
+                          "h": as_float64(hidden)}
     train = raw["train"]
-
-    def whitener(a: np.ndarray) -> np.ndarray:
-        precision = LedoitWolf().fit(a).precision_
-        return np.linalg.cholesky((precision + precision.T) / 2)
-
-    w_r, w_x = whitener(train["r_raw"]), whitener(train["x"])
+    w_r, w_x = fit_whitener(train["r_raw"]), fit_whitener(train["x"])
     r_sd, mu_mean, mu_sd = train["r_raw"].std(axis=0) + 1e-8, train["mu"].mean(axis=0), train["mu"].std(axis=0) + 1e-8
     for blocks in raw.values():
         blocks.update(r=blocks["r_raw"] @ w_r, r_diag=blocks["r_raw"] / r_sd, x_white=blocks["x"] @ w_x,
@@ -97,15 +91,11 @@ def coordinates(model: Any, data: S.Prepared) -> dict[str, dict[str, np.ndarray]
     return raw
 
 
-def scaled(val: np.ndarray, test: np.ndarray) -> np.ndarray:
-    """``test`` on the validation scale: median 0, IQR 1 (as ``combined``)."""
-    low, high = np.percentile(val, [25, 75])
-    return (test - np.median(val)) / ((high - low) or 1.0)
-
-
 def candidate_scores(blocks: dict[str, dict[str, np.ndarray]], lever: dict[str, Any], k: int) -> np.ndarray:
-    """The candidate's test scores, on its validation scale."""
+    """The candidate's test scores, on its validation scale (median 0, IQR 1, as ``combined``)."""
     from sklearn.neighbors import NearestNeighbors
+
+    from vae_anomaly.scoring.combination import combined, fit_combination
 
     def stack(split: str) -> np.ndarray:
         return np.hstack([blocks[split][b] for b in lever["blocks"]])
@@ -114,10 +104,11 @@ def candidate_scores(blocks: dict[str, dict[str, np.ndarray]], lever: dict[str, 
     neighbors = NearestNeighbors(n_neighbors=min(lever.get("k", k), len(reference))).fit(reference)
     val, test = (neighbors.kneighbors(stack(split))[0] for split in ("val", "test"))
     val, test = (d.mean(axis=1) if lever.get("mean") else d[:, -1] for d in (val, test))
-    out = scaled(val, test)
+    parts = {"val": {"knn": val}, "test": {"knn": test}}
     if lever.get("plus_mse"):
-        out = out + scaled(*(np.square(blocks[split]["r_raw"]).mean(axis=1) for split in ("val", "test")))
-    return out
+        for split in parts:
+            parts[split]["mse"] = np.square(blocks[split]["r_raw"]).mean(axis=1)
+    return combined(parts["test"], fit_combination(parts["val"], list(parts["val"])))
 
 
 def task_levers(task: S.Task, suite: S.Suite, cache: Path) -> dict[str, float]:

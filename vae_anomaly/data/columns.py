@@ -266,7 +266,7 @@ def _mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     else:
         mean, std = x.mean(axis=0), x.std(axis=0)
         constant = x.max(axis=0) == x.min(axis=0)
-    std[constant | (std == 0)] = 1.0
+    std[constant] = 1.0
     return mean, std
 
 

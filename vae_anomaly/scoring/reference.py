@@ -35,10 +35,11 @@ class TrainingReference:
     joint_neighbors: NearestNeighbors | None = None
     input_joint_neighbors: NearestNeighbors | None = None
     # The training arrays the parts were fitted on, so that a saved detector can keep them
-    # (reference_arrays) and fit the same parts again (reference_from_arrays).
+    # (reference_arrays) and fit the same parts again (reference_from_arrays): joint_knn's
+    # coordinates are the inputs beside the joint ones, so only the inputs are kept for it.
     codes: np.ndarray | None = None
     joint: np.ndarray | None = None
-    input_joint: np.ndarray | None = None
+    inputs: np.ndarray | None = None
 
 
 @torch.no_grad()
@@ -49,15 +50,32 @@ def encode_and_reconstruct(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, t
     return mu, model.residual(x, model.decode(mu)).flatten(1)
 
 
+def as_float64(t: torch.Tensor) -> np.ndarray:
+    return t.cpu().numpy().astype(np.float64)
+
+
+def model_inputs(model: VAE, x: torch.Tensor) -> torch.Tensor:
+    """The rows of x as the encoder reads them, flattened to (N, D): a missing entry as 0 (model.filled)."""
+    return model.filled(x).flatten(1)
+
+
+def fit_whitener(residuals: np.ndarray) -> np.ndarray:
+    """W with W W^T = S^-1 for S the residuals' covariance, so that r W has identity covariance
+    on them. Ledoit-Wolf shrinkage keeps S invertible when residuals are nearly collinear (few
+    rows, many features); W is the Cholesky factor of its precision."""
+    from sklearn.covariance import LedoitWolf
+
+    precision = LedoitWolf().fit(residuals).precision_
+    return np.linalg.cholesky((precision + precision.T) / 2)
+
+
 def joint_coordinates(model: VAE, x: torch.Tensor, whitener: np.ndarray, with_input: bool) -> np.ndarray:
     """The coordinates of ``latent_residual_knn`` (``with_input`` False) or ``joint_knn`` (True)
     of each row of x: its posterior mean and whitened residual r W, after the row itself as the
-    encoder reads it (flattened; a missing entry as 0, model.filled)."""
+    encoder reads it (:func:`model_inputs`)."""
     mu, residual = encode_and_reconstruct(model, x)
-    parts = [mu.cpu().numpy().astype(np.float64), residual.cpu().numpy().astype(np.float64) @ whitener]
-    if with_input:
-        parts.insert(0, model.filled(x).flatten(1).cpu().numpy().astype(np.float64))
-    return np.hstack(parts)
+    joint = np.hstack([as_float64(mu), as_float64(residual) @ whitener])
+    return np.hstack([as_float64(model_inputs(model, x)), joint]) if with_input else joint
 
 
 @torch.no_grad()
@@ -68,36 +86,27 @@ def fit_reference(model: VAE, x_train: np.ndarray, names: list[str], batch_size:
     if not wanted:
         return None
     model.eval()
-    device = model_device(model)
-    parts = [encode_and_reconstruct(model, batch) for batch in batches(x_train, batch_size, device)]
-    codes = torch.cat([mu for mu, _ in parts]).cpu().numpy().astype(np.float64)
+    with_input = "joint_knn" in wanted
+    parts = [(*encode_and_reconstruct(model, batch), model_inputs(model, batch) if with_input else None)
+             for batch in batches(x_train, batch_size, model_device(model))]
+    codes = as_float64(torch.cat([mu for mu, _, _ in parts]))
     arrays = {"k": np.array(k), "codes": codes}
     if wanted & {"latent_residual_knn", "joint_knn"}:
-        residuals = torch.cat([r for _, r in parts]).cpu().numpy().astype(np.float64)
-        # Ledoit-Wolf shrinkage keeps the covariance invertible when residuals are nearly
-        # collinear (few rows, many features); its precision's Cholesky factor W has
-        # W W^T = S^-1, so r W has identity covariance on the training residuals.
-        from sklearn.covariance import LedoitWolf
-
-        precision = LedoitWolf().fit(residuals).precision_
-        whitener = np.linalg.cholesky((precision + precision.T) / 2)
-        arrays["residual_whitener"] = whitener
-        if "latent_residual_knn" in wanted:
-            arrays["joint"] = np.hstack([codes, residuals @ whitener])
-        if "joint_knn" in wanted:
-            arrays["input_joint"] = np.vstack([joint_coordinates(model, batch, whitener, with_input=True)
-                                               for batch in batches(x_train, batch_size, device)])
+        residuals = as_float64(torch.cat([r for _, r, _ in parts]))
+        whitener = fit_whitener(residuals)
+        arrays.update(residual_whitener=whitener, joint=np.hstack([codes, residuals @ whitener]))
+        if with_input:
+            arrays["inputs"] = as_float64(torch.cat([inputs for _, _, inputs in parts]))
     return reference_from_arrays(arrays, names)
 
 
 def reference_arrays(reference: TrainingReference) -> dict[str, np.ndarray]:
     """The arrays a :class:`TrainingReference` is fitted from: k, the training posterior
-    means, and (for ``latent_residual_knn`` and ``joint_knn``) the whitener and their
-    coordinates; plain arrays, so a saved detector loads them without pickle."""
+    means, (for ``latent_residual_knn`` and ``joint_knn``) the whitener and the joint
+    coordinates, and (for ``joint_knn``) the inputs; plain arrays, so a saved detector loads
+    them without pickle."""
     arrays = {"k": np.array(reference.k), "codes": reference.codes}
-    if reference.residual_whitener is not None:
-        arrays["residual_whitener"] = reference.residual_whitener
-    for name in ("joint", "input_joint"):
+    for name in ("residual_whitener", "joint", "inputs"):
         if getattr(reference, name) is not None:
             arrays[name] = getattr(reference, name)
     return arrays
@@ -116,16 +125,17 @@ def reference_from_arrays(arrays: dict[str, np.ndarray], names: list[str]) -> Tr
         reference.code_gaussian = EmpiricalCovariance().fit(codes)
     if "latent_knn" in names:
         reference.code_neighbors = NearestNeighbors(n_neighbors=reference.k).fit(codes)
-    if "latent_residual_knn" in names:
-        if "joint" not in arrays:
-            raise ValueError("latent_residual_knn needs the residual whitener and joint coordinates of the training split")
+    for name, needs in (("latent_residual_knn", ("joint",)), ("joint_knn", ("joint", "inputs"))):
+        if name in names and not all(n in arrays for n in needs):
+            raise ValueError(f"{name} needs the residual whitener and joint coordinates of the training split")
+    if {"latent_residual_knn", "joint_knn"} & set(names):
         reference.residual_whitener, reference.joint = arrays["residual_whitener"], arrays["joint"]
+    if "latent_residual_knn" in names:
         reference.joint_neighbors = NearestNeighbors(n_neighbors=reference.k).fit(reference.joint)
     if "joint_knn" in names:
-        if "input_joint" not in arrays:
-            raise ValueError("joint_knn needs the residual whitener and joint coordinates of the training split")
-        reference.residual_whitener, reference.input_joint = arrays["residual_whitener"], arrays["input_joint"]
-        reference.input_joint_neighbors = NearestNeighbors(n_neighbors=reference.k).fit(reference.input_joint)
+        reference.inputs = arrays["inputs"]
+        reference.input_joint_neighbors = NearestNeighbors(n_neighbors=reference.k).fit(
+            np.hstack([reference.inputs, reference.joint]))
     return reference
 
 
