@@ -10,13 +10,16 @@ ROC-AUC of scores the package does not have next to the recommended recipe (the 
 residual + latent_knn, `combined`, before issue 32): test-time shifts of the input, a residual
 that forgives a one-pixel misalignment, k-NN in the encoder's hidden layer, in pixel space and
 on standardised codes, the smoothed residual pooled over its largest 5 % or 20 % of pixels
-instead of all, SSIM's error (Gaussian or 7 x 7 window), the error of the edges (Sobel), and
-their combinations, some weighted (each component scaled by its validation median and IQR, as
-`combined` does). With `--transforms`, also a classifier of the 8 rotations and flips trained
+instead of all, SSIM's error (Gaussian or 7 x 7 window), the error of the edges (Sobel), the
+tables' k-NN scores (the mean of the 5 distances in mu; latent_residual_knn's mu and whitened
+residual; joint_knn's pixels, mu and whitened residual), and their combinations, some weighted
+(each component scaled by its validation median and IQR, as `combined` does). With `--transforms`, also a classifier of the 8 rotations and flips trained
 on each task's normal images (transformation_nll). With `--seeds
 0,1,2` (after the suite has cached those seeds' models) each number is the mean over seeds, and
 each candidate has a "(seeds ensemble)" row too: the ROC-AUC of its scaled scores averaged over
-the seeds' models, one detector three times the cost.
+the seeds' models, one detector three times the cost. ``--set KEY=VALUE`` (as the suite's) reads
+the VAEs the suite cached with those params, ``--families`` measures fewer families; either writes
+to ``--output``.
 Writes reports/suite/development-one-class-levers.md (docs/suite-levers.md).
 """
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 import yaml
 
 from benchmarks.levers import CACHE, model_path, section, write_report
+from benchmarks.suite import parse_overrides
 from vae_anomaly.cli import run_main
 from vae_anomaly.data.images import DATA_ROOT_ENV
 from vae_anomaly.errors import UserError
@@ -56,6 +60,8 @@ CANDIDATES = [
     ["gradient"], ["gradient", "latent_knn"], ["smoothed", "gradient", "latent_knn"],
     ["latent_std_knn"], ["smoothed", "latent_std_knn"],
     ["smoothed*2", "latent_knn"], ["smoothed", "latent_knn*2"], ["smoothed", "top_5", "latent_knn"],
+    ["latent_mean_knn"], ["smoothed", "ssim", "latent_mean_knn"], ["joint_knn"], ["smoothed", "ssim", "joint_knn"],
+    ["latent_residual_knn"], ["smoothed", "ssim", "latent_residual_knn"],
 ]
 TRANSFORM_CANDIDATES = [["transforms"], ["smoothed", "transforms"], ["smoothed", "latent_knn", "transforms"],
                         ["top_5", "latent_knn", "transforms"]]
@@ -109,7 +115,7 @@ def features(model: Any, x: np.ndarray, batch: int = 1000) -> dict[str, np.ndarr
         return model.mean(model.decode(mu)).numpy(), mu.numpy(), hidden.numpy()
 
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("smoothed", "shifted_inputs", "aligned", "latent", "hidden",
-                                                         "ssim", "ssim_7", "gradient", *TOP_SHARES)}
+                                                         "ssim", "ssim_7", "gradient", "residual", *TOP_SHARES)}
     for start in range(0, len(x), batch):
         xb = x[start:start + batch]
         recon, mu, hidden = encoded(xb)
@@ -122,6 +128,7 @@ def features(model: Any, x: np.ndarray, batch: int = 1000) -> dict[str, np.ndarr
         out["ssim_7"].append(1 - image_ssim(xb, recon))  # scikit-image's uniform 7 x 7 window
         out["gradient"].append(gradient(xb, recon))
         out["latent"].append(mu)
+        out["residual"].append((xb - recon).reshape(len(xb), -1))
         out["hidden"].append(hidden)
         inputs = [moved(xb, *d) for d in SHIFTS]
         out["shifted_inputs"].append(np.mean([base] + [smoothed(s - encoded(s)[0]) for s in inputs], axis=0))
@@ -177,6 +184,7 @@ def task_levers(task: S.Task, suite: S.Suite, seed: int, cache: Path,
 
     from vae_anomaly.model.vae import load_model
     from vae_anomaly.scoring.combination import combined, fit_combination
+    from vae_anomaly.scoring.reference import fit_whitener
 
     data = S.prepare(task, suite.split_seed)
     path = model_path(task, seed, data, cache)
@@ -184,17 +192,24 @@ def task_levers(task: S.Task, suite: S.Suite, seed: int, cache: Path,
         raise UserError(f"{path} not found: run the suite on {task.name} with seed {seed} first (this script's docstring)")
     model = load_model(path).eval()
     parts = {split: features(model, data.features[split]) for split in ("train", "val", "test")}
-    parts["train"]["pixel"] = data.features["train"].reshape(len(data.features["train"]), -1)
     k = task.params["score"]["knn_neighbors"]
     center, spread = parts["train"]["latent"].mean(axis=0), parts["train"]["latent"].std(axis=0) + 1e-8
     for split in ("train", "val", "test"):  # codes standardised per dimension on the training split
         parts[split]["latent_std"] = (parts[split]["latent"] - center) / spread
-    for space, name in (("latent", "latent_knn"), ("hidden", "hidden_knn"), ("pixel", "pixel_knn"),
-                        ("latent_std", "latent_std_knn")):
+    for split in ("train", "val", "test"):
+        parts[split]["pixel"] = data.features[split].reshape(len(data.features[split]), -1)
+    whitener = fit_whitener(parts["train"]["residual"])
+    for split in ("train", "val", "test"):  # the tables' coordinates: mu, r W and (joint) x
+        parts[split]["mu_r"] = np.hstack([parts[split]["latent"], parts[split]["residual"] @ whitener])
+        parts[split]["x_mu_r"] = np.hstack([parts[split]["pixel"], parts[split]["mu_r"]])
+    for space, name, mean in (("latent", "latent_knn", False), ("hidden", "hidden_knn", False),
+                              ("pixel", "pixel_knn", False), ("latent_std", "latent_std_knn", False),
+                              ("latent", "latent_mean_knn", True), ("mu_r", "latent_residual_knn", False),
+                              ("x_mu_r", "joint_knn", True)):
         neighbors = NearestNeighbors(n_neighbors=k).fit(parts["train"][space])
         for split in ("val", "test"):
-            points = data.features[split].reshape(len(data.features[split]), -1) if space == "pixel" else parts[split][space]
-            parts[split][name] = neighbors.kneighbors(points)[0][:, -1]
+            distances = neighbors.kneighbors(parts[split][space])[0]
+            parts[split][name] = distances.mean(axis=1) if mean else distances[:, -1]
     if transforms:
         nll = transformation_nll(data.features["train"], {s: data.features[s] for s in ("val", "test")}, seed)
         for split in ("val", "test"):
@@ -235,14 +250,25 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=OUT, help=f"the report (default: {OUT})")
     parser.add_argument("--transforms", action="store_true",
                         help="also measure a classifier of the 8 rotations and flips (transformation_nll)")
+    parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, of {', '.join(FAMILIES)}")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params override, as the suite's --set: the cached VAEs the suite trained with it")
     args = parser.parse_args()
     seeds = [int(seed) for seed in args.seeds.split(",")]
+    families = args.families.split(",")
+    if unknown := set(families) - set(FAMILIES):
+        raise UserError(f"--families: {', '.join(sorted(unknown))} unknown; choose among {', '.join(FAMILIES)}")
+    if (args.set or set(families) != set(FAMILIES)) and args.output == OUT:
+        raise UserError(f"--set and --families measure other models or fewer families: give --output another file "
+                        f"than {OUT}")
     suite = S.load_suite(yaml.safe_load(Path("benchmarks/suite.yaml").read_text()), load_params(resolve=False),
-                         args.data_root.rstrip("/"))
+                         args.data_root.rstrip("/"), parse_overrides(args.set))
     lines = ["# One-class image levers (development halves: for choosing, not for reporting)", "",
              f"Mean development ROC-AUC over each family's 10 classes and the cached VAEs of seeds {seeds} "
              "(python -m benchmarks.one_class_levers; docs/suite-levers.md).", ""]
-    for family in FAMILIES:
+    if args.set:
+        lines[-1:-1] = ["With " + ", ".join(f"`{item}`" for item in args.set) + "."]
+    for family in families:
         tasks = [t for t in suite.tasks if t.family == family]
         results = [ensembles(t, suite, seeds, CACHE, args.transforms) for t in tasks]
         lines += section(family, {name: np.mean([r[name] for r in results]) for name in results[0]})

@@ -137,6 +137,17 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as load_suite's overrides (each VALUE read as YAML)."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item!r}: give KEY=VALUE, e.g. --set score.knn_neighbors=1")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=os.environ.get(DATA_ROOT_ENV, ""),
@@ -156,14 +167,8 @@ def main() -> None:
     args = parser.parse_args()
     if not args.config.is_file():
         raise UserError(f"{args.config} not found; run from the project root")
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set {item!r}: give KEY=VALUE, e.g. --set score.knn_neighbors=1")
-        overrides[key] = yaml.safe_load(value)
     suite = load_suite(yaml.safe_load(args.config.read_text()), load_params(resolve=False), args.data_root.rstrip("/"),
-                       overrides)
+                       parse_overrides(args.set))
     families = {t.family: [u.name for u in suite.tasks if u.family == t.family] for t in suite.tasks}
     only = ([name for item in args.tasks.split(",") for name in families.get(item, [item])] if args.tasks
             else suite.quick if args.quick else None)

@@ -9,8 +9,12 @@ development ROC-AUC of k-NN scores in the VAE's coordinates that the package doe
 beside the two it has (``latent_residual_knn``, ``joint_knn``) and PyOD's KNN and AutoEncoder
 (their cached suite scores): which blocks the coordinates hold (the input x, the posterior mean
 mu, the whitened residual r W, the encoder's hidden layer h), how the residual is scaled, the
-k-th distance or the mean of the k, the reference rows, the seeds' ensemble, and a scaled mean
-with the squared residual. Writes reports/suite/development-table-levers.md (docs/suite-levers.md).
+k-th distance or the mean of the k, the reference rows, the seeds' ensemble, a scaled mean
+with the squared residual, blocks at equal variance, the posterior's log-variance as a block,
+one k-NN per block, a distance relative to the neighbours' own (a simplified LOF), scikit-learn's
+LOF, and an isolation forest in the same coordinates, alone and beside the k-NN. Writes
+reports/suite/development-table-levers.md (docs/suite-levers.md); ``--only`` measures a subset,
+into another file.
 """
 from __future__ import annotations
 
@@ -62,6 +66,18 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "x + mu + r, mean of k, reference train + val": {"blocks": ["x", "mu", "r"], "mean": True, "val_too": True},
     "x + mu + r, mean of k, + squared residual (scaled mean)": {"blocks": ["x", "mu", "r"], "mean": True,
                                                                  "plus_mse": True},
+    "x + mu + r, mean of 3": {"blocks": ["x", "mu", "r"], "mean": True, "k": 3},
+    "x + mu + r, mean of 10": {"blocks": ["x", "mu", "r"], "mean": True, "k": 10},
+    "x + mu + r + log sigma^2, mean of k": {"blocks": ["x", "mu", "r", "logvar"], "mean": True},
+    "x + mu + r, mean of 20": {"blocks": ["x", "mu", "r"], "mean": True, "k": 20},
+    "x + mu + r, each block at unit variance, mean of k": {"blocks": ["x", "mu", "r"], "mean": True, "unit": True},
+    "x, mu, r: three k-NN means, scaled mean": {"blocks": ["x", "mu", "r"], "mean": True, "separate": True},
+    "x + mu + r, mean of k over the neighbours' own (relative density)": {"blocks": ["x", "mu", "r"], "mean": True,
+                                                                          "relative": True},
+    "x + mu + r, LOF (k = 20)": {"blocks": ["x", "mu", "r"], "lof": 20},
+    "x + mu + r, isolation forest": {"blocks": ["x", "mu", "r"], "iforest": True},
+    "x + mu + r, mean of k, + isolation forest (scaled mean)": {"blocks": ["x", "mu", "r"], "mean": True,
+                                                                "plus_iforest": True},
 }
 ENSEMBLED = ("mu + r, k-th (latent_residual_knn)", "x + mu + r, mean of k (joint_knn)")
 BASELINES = ("pyod_knn", "pyod_autoencoder")
@@ -80,7 +96,7 @@ def coordinates(model: Any, data: S.Prepared) -> dict[str, dict[str, np.ndarray]
             mu, residual = encode_and_reconstruct(model, x)
             hidden = model.encoder(model.features(model.filled(x)))
             raw[split] = {"x": as_float64(model_inputs(model, x)), "mu": as_float64(mu), "r_raw": as_float64(residual),
-                          "h": as_float64(hidden)}
+                          "h": as_float64(hidden), "logvar": as_float64(model.encode(x)[1])}
     train = raw["train"]
     w_r, w_x = fit_whitener(train["r_raw"]), fit_whitener(train["x"])
     r_sd, mu_mean, mu_sd = train["r_raw"].std(axis=0) + 1e-8, train["mu"].mean(axis=0), train["mu"].std(axis=0) + 1e-8
@@ -91,27 +107,63 @@ def coordinates(model: Any, data: S.Prepared) -> dict[str, dict[str, np.ndarray]
     return raw
 
 
+def iforest(stack: Any) -> dict[str, np.ndarray]:
+    """An isolation forest's scores (higher: more anomalous) of the validation and test rows, fitted on
+    the training rows of the coordinates ``stack`` builds."""
+    from sklearn.ensemble import IsolationForest
+
+    forest = IsolationForest(n_estimators=200, random_state=0).fit(stack("train"))
+    return {split: -forest.score_samples(stack(split)) for split in ("val", "test")}
+
+
 def candidate_scores(blocks: dict[str, dict[str, np.ndarray]], lever: dict[str, Any], k: int) -> np.ndarray:
     """The candidate's test scores, on its validation scale (median 0, IQR 1, as ``combined``)."""
     from sklearn.neighbors import NearestNeighbors
 
     from vae_anomaly.scoring.combination import combined, fit_combination
 
-    def stack(split: str) -> np.ndarray:
-        return np.hstack([blocks[split][b] for b in lever["blocks"]])
+    def stack(split: str, blocks_: list[str] = lever["blocks"]) -> np.ndarray:
+        if lever.get("unit"):  # each block divided by the square root of its total training variance
+            return np.hstack([blocks[split][b] / np.sqrt(blocks["train"][b].var(axis=0).sum() + 1e-12) for b in blocks_])
+        return np.hstack([blocks[split][b] for b in blocks_])
 
-    reference = np.vstack([stack("train")] + ([stack("val")] if lever.get("val_too") else []))
-    neighbors = NearestNeighbors(n_neighbors=min(lever.get("k", k), len(reference))).fit(reference)
-    val, test = (neighbors.kneighbors(stack(split))[0] for split in ("val", "test"))
-    val, test = (d.mean(axis=1) if lever.get("mean") else d[:, -1] for d in (val, test))
-    parts = {"val": {"knn": val}, "test": {"knn": test}}
+    def knn(blocks_: list[str]) -> dict[str, np.ndarray]:
+        reference = np.vstack([stack("train", blocks_)] + ([stack("val", blocks_)] if lever.get("val_too") else []))
+        n = min(lever.get("k", k), len(reference) - 1)
+        neighbors = NearestNeighbors(n_neighbors=n).fit(reference)
+        if lever.get("relative"):  # each reference row's own mean distance to its k others
+            own = neighbors.kneighbors(reference, n_neighbors=n + 1)[0][:, 1:].mean(axis=1)
+        out = {}
+        for split in ("val", "test"):
+            d, index = neighbors.kneighbors(stack(split, blocks_))
+            out[split] = d.mean(axis=1) if lever.get("mean") else d[:, -1]
+            if lever.get("relative"):  # over the neighbours' own mean distance (a simplified LOF)
+                out[split] = out[split] / (own[index].mean(axis=1) + 1e-12)
+        return out
+
+    if lever.get("lof"):
+        from sklearn.neighbors import LocalOutlierFactor
+
+        lof = LocalOutlierFactor(n_neighbors=lever["lof"], novelty=True).fit(stack("train"))
+        parts = {split: {"lof": -lof.score_samples(stack(split))} for split in ("val", "test")}
+    elif lever.get("iforest"):
+        parts = {split: {"iforest": v} for split, v in iforest(stack).items()}
+    elif lever.get("separate"):
+        per_block = {b: knn([b]) for b in lever["blocks"]}
+        parts = {split: {b: per_block[b][split] for b in per_block} for split in ("val", "test")}
+    else:
+        nearest = knn(lever["blocks"])
+        parts = {split: {"knn": nearest[split]} for split in ("val", "test")}
     if lever.get("plus_mse"):
         for split in parts:
             parts[split]["mse"] = np.square(blocks[split]["r_raw"]).mean(axis=1)
+    if lever.get("plus_iforest"):
+        for split, v in iforest(stack).items():
+            parts[split]["iforest"] = v
     return combined(parts["test"], fit_combination(parts["val"], list(parts["val"])))
 
 
-def task_levers(task: S.Task, suite: S.Suite, cache: Path) -> dict[str, float]:
+def task_levers(task: S.Task, suite: S.Suite, cache: Path, candidates: dict[str, dict[str, Any]]) -> dict[str, float]:
     """Each candidate's development ROC-AUC on ``task``, the mean over the cached VAEs of SEEDS, and
     the seeds' ensembles (the mean of their scaled scores) of ENSEMBLED."""
     from sklearn.metrics import roc_auc_score
@@ -125,11 +177,11 @@ def task_levers(task: S.Task, suite: S.Suite, cache: Path) -> dict[str, float]:
         raise UserError(f"{task.name}: the suite's VAEs of seeds {SEEDS} are not cached: run this script's first command")
     runs = S.task_scores(task, suite, "cpu", cache)[1]  # the cached baselines' scores, PyOD's KNN and AutoEncoder
     aucs: dict[str, list[float]] = {}
-    ensembles: dict[str, list[np.ndarray]] = {name: [] for name in ENSEMBLED}
+    ensembles: dict[str, list[np.ndarray]] = {name: [] for name in ENSEMBLED if name in candidates}
     for seed, run in zip(SEEDS, runs):
         model = load_model(model_path(task, seed, data, cache)).eval()
         blocks = coordinates(model, data)
-        for name, lever in CANDIDATES.items():
+        for name, lever in candidates.items():
             scores = candidate_scores(blocks, lever, k)
             aucs.setdefault(name, []).append(roc_auc_score(labels, scores[dev]))
             if name in ENSEMBLED:
@@ -148,7 +200,14 @@ def main() -> None:
     parser.add_argument("--data-root", default=os.environ.get(DATA_ROOT_ENV, ""),
                         help=f"folder with odds/ (default: ${DATA_ROOT_ENV})")
     parser.add_argument("--output", type=Path, default=OUT, help=f"the report (default: {OUT})")
+    parser.add_argument("--only", nargs="+", default=[], metavar="TEXT",
+                        help="measure only the candidates whose names contain one of these (default: all)")
     args = parser.parse_args()
+    if args.only and args.output == OUT:
+        raise UserError(f"--only measures some of the candidates: give --output another file than {OUT}, "
+                        "which holds them all")
+    candidates = {name: lever for name, lever in CANDIDATES.items()
+                  if not args.only or any(text in name for text in args.only)}
     suite = S.load_suite(yaml.safe_load(Path("benchmarks/suite.yaml").read_text()), load_params(resolve=False),
                          args.data_root.rstrip("/"))
     lines = ["# Tabular levers (development halves: for choosing, not for reporting)", "",
@@ -159,7 +218,7 @@ def main() -> None:
              "unless named.", ""]
     per_task: dict[str, dict[str, float]] = {}
     for family in FAMILIES:
-        per_task.update({t.name: task_levers(t, suite, CACHE) for t in suite.tasks if t.family == family})
+        per_task.update({t.name: task_levers(t, suite, CACHE, candidates) for t in suite.tasks if t.family == family})
     for family in (*FAMILIES, "both"):
         names = [t for t in per_task if family == "both" or t.startswith(f"{family}/")]
         title = f"all {len(names)} tabular tasks" if family == "both" else f"{family} ({len(names)} tasks)"
