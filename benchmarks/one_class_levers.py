@@ -115,7 +115,7 @@ def features(model: Any, x: np.ndarray, batch: int = 1000) -> dict[str, np.ndarr
         return model.mean(model.decode(mu)).numpy(), mu.numpy(), hidden.numpy()
 
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("smoothed", "shifted_inputs", "aligned", "latent", "hidden",
-                                                         "ssim", "ssim_7", "gradient", "residual", *TOP_SHARES)}
+                                                         "ssim", "ssim_7", "gradient", *TOP_SHARES)}
     for start in range(0, len(x), batch):
         xb = x[start:start + batch]
         recon, mu, hidden = encoded(xb)
@@ -128,7 +128,6 @@ def features(model: Any, x: np.ndarray, batch: int = 1000) -> dict[str, np.ndarr
         out["ssim_7"].append(1 - image_ssim(xb, recon))  # scikit-image's uniform 7 x 7 window
         out["gradient"].append(gradient(xb, recon))
         out["latent"].append(mu)
-        out["residual"].append((xb - recon).reshape(len(xb), -1))
         out["hidden"].append(hidden)
         inputs = [moved(xb, *d) for d in SHIFTS]
         out["shifted_inputs"].append(np.mean([base] + [smoothed(s - encoded(s)[0]) for s in inputs], axis=0))
@@ -179,12 +178,13 @@ def task_levers(task: S.Task, suite: S.Suite, seed: int, cache: Path,
     """Each candidate's development ROC-AUC on ``task``, from the cached VAE of ``seed``, and its
     development scores on the validation scale (median 0, IQR 1), which seeds can average, and the
     development labels."""
+    import torch
     from sklearn.metrics import roc_auc_score
     from sklearn.neighbors import NearestNeighbors
 
     from vae_anomaly.model.vae import load_model
     from vae_anomaly.scoring.combination import combined, fit_combination
-    from vae_anomaly.scoring.reference import fit_whitener
+    from vae_anomaly.scoring.reference import as_float64, encode_and_reconstruct, fit_whitener, joint_coordinates
 
     data = S.prepare(task, suite.split_seed)
     path = model_path(task, seed, data, cache)
@@ -196,12 +196,13 @@ def task_levers(task: S.Task, suite: S.Suite, seed: int, cache: Path,
     center, spread = parts["train"]["latent"].mean(axis=0), parts["train"]["latent"].std(axis=0) + 1e-8
     for split in ("train", "val", "test"):  # codes standardised per dimension on the training split
         parts[split]["latent_std"] = (parts[split]["latent"] - center) / spread
-    for split in ("train", "val", "test"):
-        parts[split]["pixel"] = data.features[split].reshape(len(data.features[split]), -1)
-    whitener = fit_whitener(parts["train"]["residual"])
-    for split in ("train", "val", "test"):  # the tables' coordinates: mu, r W and (joint) x
-        parts[split]["mu_r"] = np.hstack([parts[split]["latent"], parts[split]["residual"] @ whitener])
-        parts[split]["x_mu_r"] = np.hstack([parts[split]["pixel"], parts[split]["mu_r"]])
+    images = {split: torch.as_tensor(data.features[split], dtype=torch.float32) for split in ("train", "val", "test")}
+    with torch.no_grad():  # the package's coordinates of latent_residual_knn (mu, r W) and joint_knn (x, mu, r W)
+        whitener = fit_whitener(as_float64(encode_and_reconstruct(model, images["train"])[1]))
+        for split, t in images.items():
+            parts[split]["pixel"] = data.features[split].reshape(len(t), -1)
+            parts[split]["mu_r"], parts[split]["x_mu_r"] = (joint_coordinates(model, t, whitener, with_input)
+                                                            for with_input in (False, True))
     for space, name, mean in (("latent", "latent_knn", False), ("hidden", "hidden_knn", False),
                               ("pixel", "pixel_knn", False), ("latent_std", "latent_std_knn", False),
                               ("latent", "latent_mean_knn", True), ("mu_r", "latent_residual_knn", False),
