@@ -10,7 +10,8 @@ ROC-AUC of scores the package does not have next to the recommended recipe (the 
 residual + latent_knn, `combined`, before issue 32): test-time shifts of the input, a residual
 that forgives a one-pixel misalignment, k-NN in the encoder's hidden layer, in pixel space and
 on standardised codes, the smoothed residual pooled over its largest 5 % or 20 % of pixels
-instead of all, SSIM's error (Gaussian or 7 x 7 window), the error of the edges (Sobel), the
+instead of all, SSIM's error (Gaussian or 7 x 7 window), the error of the edges (Sobel) and of
+their histograms of oriented gradients (hog_error, HOG in scikit-image), k-NN on HOG, the
 tables' k-NN scores (the mean of the 5 distances in mu; latent_residual_knn's mu and whitened
 residual; joint_knn's pixels, mu and whitened residual), and their combinations, some weighted
 (each component scaled by its validation median and IQR, as `combined` does). With `--transforms`, also a classifier of the 8 rotations and flips trained
@@ -62,6 +63,8 @@ CANDIDATES = [
     ["smoothed*2", "latent_knn"], ["smoothed", "latent_knn*2"], ["smoothed", "top_5", "latent_knn"],
     ["latent_mean_knn"], ["smoothed", "ssim", "latent_mean_knn"], ["joint_knn"], ["smoothed", "ssim", "joint_knn"],
     ["latent_residual_knn"], ["smoothed", "ssim", "latent_residual_knn"],
+    ["hog_knn"], ["smoothed", "ssim", "latent_knn", "hog_knn"], ["smoothed", "ssim", "hog_knn"],
+    ["hog_error"], ["smoothed", "ssim", "latent_knn", "hog_error"],
 ]
 TRANSFORM_CANDIDATES = [["transforms"], ["smoothed", "transforms"], ["smoothed", "latent_knn", "transforms"],
                         ["top_5", "latent_knn", "transforms"]]
@@ -75,12 +78,12 @@ def features(model: Any, x: np.ndarray, batch: int = 1000) -> dict[str, np.ndarr
     """Per image of ``x``: the smoothed residual's mean (smoothed_reconstruction_mse), its mean
     over the input shifted one pixel each way (test-time augmentation, zero-padded), the
     smallest over the reconstruction shifted so (a residual that forgives misalignment), the
-    pooled largest residuals, SSIM's and the edges' errors, the posterior mean and the
-    encoder's hidden layer."""
+    pooled largest residuals, SSIM's, the edges' and HOG's errors, the HOG descriptor, the
+    posterior mean and the encoder's hidden layer."""
     import torch
     from scipy.ndimage import gaussian_filter, shift
 
-    from vae_anomaly.scoring.scores import SMOOTHING_SIGMA, image_ssim
+    from vae_anomaly.scoring.scores import SMOOTHING_SIGMA, image_hog, image_ssim
 
     def moved(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
         return shift(a, (0, 0, dy, dx), order=0, cval=0.0)
@@ -115,7 +118,8 @@ def features(model: Any, x: np.ndarray, batch: int = 1000) -> dict[str, np.ndarr
         return model.mean(model.decode(mu)).numpy(), mu.numpy(), hidden.numpy()
 
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("smoothed", "shifted_inputs", "aligned", "latent", "hidden",
-                                                         "ssim", "ssim_7", "gradient", *TOP_SHARES)}
+                                                         "ssim", "ssim_7", "gradient", "hog", "hog_error",
+                                                         *TOP_SHARES)}
     for start in range(0, len(x), batch):
         xb = x[start:start + batch]
         recon, mu, hidden = encoded(xb)
@@ -127,6 +131,8 @@ def features(model: Any, x: np.ndarray, batch: int = 1000) -> dict[str, np.ndarr
         out["ssim"].append(1 - image_ssim(xb, recon, gaussian=True))  # ssim_error's
         out["ssim_7"].append(1 - image_ssim(xb, recon))  # scikit-image's uniform 7 x 7 window
         out["gradient"].append(gradient(xb, recon))
+        out["hog"].append(image_hog(xb))  # the histograms of oriented gradients, hog_error's
+        out["hog_error"].append(np.square(out["hog"][-1] - image_hog(recon)).sum(axis=1))
         out["latent"].append(mu)
         out["hidden"].append(hidden)
         inputs = [moved(xb, *d) for d in SHIFTS]
@@ -206,7 +212,7 @@ def task_levers(task: S.Task, suite: S.Suite, seed: int, cache: Path,
     for space, name, mean in (("latent", "latent_knn", False), ("hidden", "hidden_knn", False),
                               ("pixel", "pixel_knn", False), ("latent_std", "latent_std_knn", False),
                               ("latent", "latent_mean_knn", True), ("mu_r", "latent_residual_knn", False),
-                              ("x_mu_r", "joint_knn", True)):
+                              ("x_mu_r", "joint_knn", True), ("hog", "hog_knn", False)):
         neighbors = NearestNeighbors(n_neighbors=k).fit(parts["train"][space])
         for split in ("val", "test"):
             distances = neighbors.kneighbors(parts[split][space])[0]

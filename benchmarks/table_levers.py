@@ -12,7 +12,8 @@ mu, the whitened residual r W, the encoder's hidden layer h), how the residual i
 k-th distance or the mean of the k, the reference rows, the seeds' ensemble, a scaled mean
 with the squared residual, blocks at equal variance, the posterior's log-variance as a block,
 one k-NN per block, a distance relative to the neighbours' own (a simplified LOF), scikit-learn's
-LOF, and an isolation forest in the same coordinates, alone and beside the k-NN. Writes
+LOF, an isolation forest in the same coordinates, alone and beside the k-NN, and the input's block
+mapped column by column to normal quantiles or by Yeo-Johnson's power transform. Writes
 reports/suite/development-table-levers.md (docs/suite-levers.md); ``--only`` measures a subset,
 into another file.
 """
@@ -78,6 +79,10 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "x + mu + r, isolation forest": {"blocks": ["x", "mu", "r"], "iforest": True},
     "x + mu + r, mean of k, + isolation forest (scaled mean)": {"blocks": ["x", "mu", "r"], "mean": True,
                                                                 "plus_iforest": True},
+    "x quantile-normal, mean of k": {"blocks": ["x_q"], "mean": True},
+    "x quantile-normal + mu + r, mean of k": {"blocks": ["x_q", "mu", "r"], "mean": True},
+    "x Yeo-Johnson, mean of k": {"blocks": ["x_yj"], "mean": True},
+    "x Yeo-Johnson + mu + r, mean of k": {"blocks": ["x_yj", "mu", "r"], "mean": True},
 }
 ENSEMBLED = ("mu + r, k-th (latent_residual_knn)", "x + mu + r, mean of k (joint_knn)")
 BASELINES = ("pyod_knn", "pyod_autoencoder")
@@ -97,11 +102,19 @@ def coordinates(model: Any, data: S.Prepared) -> dict[str, dict[str, np.ndarray]
             hidden = model.encoder(model.features(model.filled(x)))
             raw[split] = {"x": as_float64(model_inputs(model, x)), "mu": as_float64(mu), "r_raw": as_float64(residual),
                           "h": as_float64(hidden), "logvar": as_float64(model.encode(x)[1])}
+    from sklearn.preprocessing import PowerTransformer, QuantileTransformer
+
     train = raw["train"]
+    # each column mapped through its training distribution: to normal quantiles (clipped outside the
+    # training range), or by Yeo-Johnson's power transform (monotone, unclipped), both fitted on train
+    quantile = QuantileTransformer(n_quantiles=min(1000, len(train["x"])), output_distribution="normal",
+                                   random_state=0).fit(train["x"])
+    power = PowerTransformer(method="yeo-johnson").fit(train["x"])
     w_r, w_x = fit_whitener(train["r_raw"]), fit_whitener(train["x"])
     r_sd, mu_mean, mu_sd = train["r_raw"].std(axis=0) + 1e-8, train["mu"].mean(axis=0), train["mu"].std(axis=0) + 1e-8
     for blocks in raw.values():
-        blocks.update(r=blocks["r_raw"] @ w_r, r_diag=blocks["r_raw"] / r_sd, x_white=blocks["x"] @ w_x,
+        blocks.update(x_q=quantile.transform(blocks["x"]), x_yj=power.transform(blocks["x"]),
+                      r=blocks["r_raw"] @ w_r, r_diag=blocks["r_raw"] / r_sd, x_white=blocks["x"] @ w_x,
                       mu_std=(blocks["mu"] - mu_mean) / mu_sd, **{"x/2": blocks["x"] / 2, "2x": 2 * blocks["x"],
                                                                   "2mu": 2 * blocks["mu"]})
     return raw

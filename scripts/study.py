@@ -22,8 +22,9 @@ metrics become a row of reports/study/<dataset>/runs.csv as soon as it finishes,
 skips every run already there, so a study cut short goes on where it stopped, and a finished
 one only rebuilds the report. Every run reads detection two ways: the reconstruction error
 and the project's recommended image score for the study's Bernoulli model (score.primary
-"auto": ``combined``, of smoothed_reconstruction_mse, ssim_error and latent_knn; params.AUTO_SCORES;
-reports/study was measured before ssim_error joined it, with the first and the last).
+"auto": ``combined``, of smoothed_reconstruction_mse, ssim_error, hog_error and latent_knn;
+params.AUTO_SCORES; reports/study was measured before ssim_error and hog_error joined it, with
+the first and the last).
 """
 from __future__ import annotations
 

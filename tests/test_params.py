@@ -44,10 +44,10 @@ def test_auto_resolves_by_the_data_and_protocol():
     raw["data"]["protocol"] = "one_class"
     one_class = resolve_auto(validate(raw))
     assert one_class["model"]["likelihood"] == "bernoulli"
-    assert one_class["score"]["combine"] == ["smoothed_reconstruction_mse", "ssim_error", "latent_knn"]
+    assert one_class["score"]["combine"] == ["smoothed_reconstruction_mse", "ssim_error", "hog_error", "latent_knn"]
     raw["data"]["protocol"] = "held_out"
     raw["model"]["kind"] = "ae"  # no posterior variance: complexity_corrected cannot be computed
-    assert resolve_auto(validate(raw))["score"]["combine"] == ["smoothed_reconstruction_mse", "ssim_error", "latent_knn"]
+    assert resolve_auto(validate(raw))["score"]["combine"] == ["smoothed_reconstruction_mse", "ssim_error", "hog_error", "latent_knn"]
     raw["model"]["kind"], raw["model"]["latent_dim"], raw["score"]["primary"] = "vae", 4, "latent_knn"
     mine = resolve_auto(validate(raw))
     assert (mine["model"]["latent_dim"], mine["score"]["primary"]) == (4, "latent_knn")

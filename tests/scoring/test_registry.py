@@ -19,7 +19,8 @@ def test_every_score_of_the_registry_has_its_function_and_the_schema_offers_exac
 def test_the_categories_are_read_off_the_registry():
     assert set(names_that("reference")) == {"latent_mahalanobis", "latent_knn", "latent_residual_knn",
                                                "joint_knn"}
-    assert set(names_that("images")) == {"smoothed_reconstruction_mse", "ssim_error", "complexity_corrected"}
+    assert set(names_that("images")) == {"smoothed_reconstruction_mse", "ssim_error", "hog_error",
+                                            "complexity_corrected"}
     assert set(names_that("vae")) == {"iwae", "complexity_corrected", "kl_to_prior", "likelihood_regret"}
     assert set(GENERATORS) == set(score_generators(0, "cpu")) == {"elbo", "iwae", "regret"}
 

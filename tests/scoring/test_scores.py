@@ -19,6 +19,8 @@ from vae_anomaly.scoring.reference import fit_reference
 from vae_anomaly.scoring.scores import (
     complexity_corrected,
     compute_scores,
+    hog_error,
+    image_hog,
     iwae,
     kl_to_prior,
     likelihood_regret,
@@ -406,6 +408,34 @@ def test_ssim_error_ranks_a_missing_stroke_above_a_brighter_image():
     assert np.isfinite(ssim_error(small, torch.rand(2, 1, 8, 8), torch.Generator()).numpy()).all()
     with pytest.raises(ValueError, match="needs images"):
         ssim_error(model, torch.zeros(2, 256), torch.Generator())
+
+
+@torch.no_grad()
+def test_hog_error_sees_an_edge_turned_that_the_squared_error_barely_sees():
+    """The reconstruction is a vertical bar. A copy 0.35 brighter everywhere has twice the squared
+    error of the same bar turned horizontal, but the same histograms of oriented gradients
+    (scikit-image's, checked against it), and the turned bar's differ: HOG counts the edges'
+    directions, normalised over blocks, not their brightness. A perfect reconstruction scores 0; colour images
+    and images smaller than two cells a side get a descriptor too."""
+    from skimage.feature import hog
+
+    pattern = np.zeros((16, 16))
+    pattern[2:14, 7:9] = 0.6
+    turned = pattern.T.copy()
+    x = np.stack([pattern + 0.35, turned, pattern])[:, None]
+    model = PatternReconstruction(VAEConfig([1, 16, 16], [8], 2, likelihood="bernoulli"), pattern).eval()
+    plain = compute_scores(model, x, score_params(["reconstruction_mse"]), seed=0)["reconstruction_mse"]
+    error = hog_error(model, torch.as_tensor(x, dtype=torch.float32), torch.Generator()).numpy()
+    assert plain[0] > 2 * plain[1] and error[0] == pytest.approx(0.0, abs=1e-6) and error[1] > 1
+    options = {"orientations": 9, "pixels_per_cell": (4, 4), "cells_per_block": (2, 2)}
+    expected = np.square(hog(np.float32(turned).astype(np.float64), **options)
+                         - hog(np.float32(pattern).astype(np.float64), **options)).sum()
+    assert error[1] == pytest.approx(expected, rel=1e-5) and error[2] == pytest.approx(0.0, abs=1e-6)
+    assert image_hog(np.random.default_rng(0).random((2, 3, 16, 16))).shape == (2, 9 * 2 * 2 * 3 * 3)
+    small = FixedReconstruction(VAEConfig([1, 4, 4], [8], 2, likelihood="bernoulli")).eval()
+    assert np.isfinite(hog_error(small, torch.rand(2, 1, 4, 4), torch.Generator()).numpy()).all()
+    with pytest.raises(ValueError, match="needs images"):
+        hog_error(model, torch.zeros(2, 256), torch.Generator())
 
 
 @torch.no_grad()

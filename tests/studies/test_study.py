@@ -37,9 +37,9 @@ def test_grid_is_the_papers_and_every_run_is_valid(combined_spec):
     assert first["data"]["classes"] == [1, 7] and first["data"]["protocol"] == "held_out"
     assert (first["model"]["architecture"], first["model"]["hidden_dims"], first["model"]["likelihood"]) == ("mlp", [400], "bernoulli")
     # the recommended image score of a Bernoulli model, with what it is made of and the paper's reading
-    assert first["score"]["names"] == ["combined", "smoothed_reconstruction_mse", "ssim_error", "latent_knn",
+    assert first["score"]["names"] == ["combined", "smoothed_reconstruction_mse", "ssim_error", "hog_error", "latent_knn",
                                        "negative_elbo", "reconstruction_mse"]
-    assert (first["score"]["primary"], first["score"]["combine"]) == ("combined", ["smoothed_reconstruction_mse", "ssim_error", "latent_knn"])
+    assert (first["score"]["primary"], first["score"]["combine"]) == ("combined", ["smoothed_reconstruction_mse", "ssim_error", "hog_error", "latent_knn"])
     cli.check_every_model_gives_the_scores(base, "combined")
 
 

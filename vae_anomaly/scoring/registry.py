@@ -25,6 +25,8 @@ SCORES: dict[str, Score] = {s.name: s for s in (
     Score("smoothed_reconstruction_mse", "the same error after a Gaussian low-pass of the residual",
           images=True),
     Score("ssim_error", "1 - the structural similarity (SSIM) of the image and its reconstruction", images=True),
+    Score("hog_error", "squared distance of the image's and its reconstruction's histograms of oriented gradients",
+          images=True),
     Score("negative_elbo", "-ELBO, averaged over score.elbo_samples posterior samples", draws="elbo"),
     Score("iwae", "the importance-weighted bound on -log p(x), score.iwae_samples samples", vae=True,
           draws="iwae"),
