@@ -91,6 +91,7 @@ BASELINES = ("pyod_knn", "pyod_autoencoder")
 def coordinates(model: Any, data: S.Prepared) -> dict[str, dict[str, np.ndarray]]:
     """Per split: the blocks candidates are built of (CANDIDATES), fitted on the training rows."""
     import torch
+    from sklearn.preprocessing import PowerTransformer, QuantileTransformer
 
     from vae_anomaly.scoring.reference import as_float64, encode_and_reconstruct, fit_whitener, model_inputs
 
@@ -102,8 +103,6 @@ def coordinates(model: Any, data: S.Prepared) -> dict[str, dict[str, np.ndarray]
             hidden = model.encoder(model.features(model.filled(x)))
             raw[split] = {"x": as_float64(model_inputs(model, x)), "mu": as_float64(mu), "r_raw": as_float64(residual),
                           "h": as_float64(hidden), "logvar": as_float64(model.encode(x)[1])}
-    from sklearn.preprocessing import PowerTransformer, QuantileTransformer
-
     train = raw["train"]
     # each column mapped through its training distribution: to normal quantiles (clipped outside the
     # training range), or by Yeo-Johnson's power transform (monotone, unclipped), both fitted on train

@@ -415,8 +415,8 @@ def test_hog_error_sees_an_edge_turned_that_the_squared_error_barely_sees():
     """The reconstruction is a vertical bar. A copy 0.35 brighter everywhere has twice the squared
     error of the same bar turned horizontal, but the same histograms of oriented gradients
     (scikit-image's, checked against it), and the turned bar's differ: HOG counts the edges'
-    directions, normalised over blocks, not their brightness. A perfect reconstruction scores 0; colour images
-    and images smaller than two cells a side get a descriptor too."""
+    directions, normalised over blocks, not their brightness. A perfect reconstruction scores 0;
+    colour images and images smaller than two cells a side get a descriptor too."""
     from skimage.feature import hog
 
     pattern = np.zeros((16, 16))
