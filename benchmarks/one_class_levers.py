@@ -20,7 +20,9 @@ on each task's normal images (transformation_nll). With `--seeds
 each candidate has a "(seeds ensemble)" row too: the ROC-AUC of its scaled scores averaged over
 the seeds' models, one detector three times the cost. ``--set KEY=VALUE`` (as the suite's) reads
 the VAEs the suite cached with those params, ``--families`` measures fewer families; either writes
-to ``--output``.
+to ``--output``. ``--families mnist,fashion_mnist`` measures the held-out (leave-one-class-out)
+families instead, on the suite's cached VAEs of those tasks: sums of the package's own scores
+(HELD_OUT_CANDIDATES) against their recipe, complexity_corrected + latent_knn.
 Writes reports/suite/development-one-class-levers.md (docs/suite-levers.md).
 """
 from __future__ import annotations
@@ -45,6 +47,19 @@ from vae_anomaly.studies import suite as S
 log = logging.getLogger(__name__)
 
 FAMILIES = ("mnist_one_class", "fashion_mnist_one_class")
+# Held out (leave-one-class-out, data.protocol held_out): the recipe there is complexity_corrected +
+# latent_knn under the discretised logistic decoder; its candidates are sums of the package's own
+# scores, as the suite computes them (pipeline.score_splits), with the structural errors of the
+# one-class sum beside the recipe.
+HELD_OUT_FAMILIES = ("mnist", "fashion_mnist")
+HELD_OUT_CANDIDATES = [
+    ["complexity_corrected", "latent_knn"],
+    ["complexity_corrected", "latent_knn", "hog_error"], ["complexity_corrected", "latent_knn", "ssim_error"],
+    ["complexity_corrected", "latent_knn", "ssim_error", "hog_error"],
+    ["complexity_corrected", "latent_knn", "smoothed_reconstruction_mse"],
+    ["complexity_corrected", "latent_knn", "smoothed_reconstruction_mse", "ssim_error", "hog_error"],
+    ["complexity_corrected", "hog_error"], ["hog_error"], ["ssim_error"],
+]
 OUT = Path("reports/suite/development-one-class-levers.md")
 SHIFTS = [(1, 0), (-1, 0), (0, 1), (0, -1)]  # one pixel, in each direction
 # The candidates: single scores and the components of scaled means (fit_combination).
@@ -185,11 +200,9 @@ def task_levers(task: S.Task, suite: S.Suite, seed: int, cache: Path,
     development scores on the validation scale (median 0, IQR 1), which seeds can average, and the
     development labels."""
     import torch
-    from sklearn.metrics import roc_auc_score
     from sklearn.neighbors import NearestNeighbors
 
     from vae_anomaly.model.vae import load_model
-    from vae_anomaly.scoring.combination import combined, fit_combination
     from vae_anomaly.scoring.reference import as_float64, encode_and_reconstruct, fit_whitener, joint_coordinates
 
     data = S.prepare(task, suite.split_seed)
@@ -197,6 +210,13 @@ def task_levers(task: S.Task, suite: S.Suite, seed: int, cache: Path,
     if not path.is_file():
         raise UserError(f"{path} not found: run the suite on {task.name} with seed {seed} first (this script's docstring)")
     model = load_model(path).eval()
+    if task.params["data"]["protocol"] == "held_out":
+        from vae_anomaly.pipeline import score_splits
+
+        names = sorted({name for components in HELD_OUT_CANDIDATES for name in components})
+        score = {**S.with_seed(task.params, seed)["score"], "names": names}
+        parts = score_splits(model, data.features, score, seed, splits=("val", "test"))
+        return candidate_aucs(task, seed, data, parts, HELD_OUT_CANDIDATES)
     parts = {split: features(model, data.features[split]) for split in ("train", "val", "test")}
     k = task.params["score"]["knn_neighbors"]
     center, spread = parts["train"]["latent"].mean(axis=0), parts["train"]["latent"].std(axis=0) + 1e-8
@@ -221,9 +241,20 @@ def task_levers(task: S.Task, suite: S.Suite, seed: int, cache: Path,
         nll = transformation_nll(data.features["train"], {s: data.features[s] for s in ("val", "test")}, seed)
         for split in ("val", "test"):
             parts[split]["transforms"] = nll[split]
+    return candidate_aucs(task, seed, data, parts, CANDIDATES + (TRANSFORM_CANDIDATES if transforms else []))
+
+
+def candidate_aucs(task: S.Task, seed: int, data: S.Prepared, parts: dict[str, dict[str, np.ndarray]],
+                   candidates: list[list[str]]) -> tuple[dict[str, float], dict[str, np.ndarray], np.ndarray]:
+    """Each candidate's development ROC-AUC from the components' validation and test ``parts``,
+    its development scores on the validation scale, and the development labels (task_levers)."""
+    from sklearn.metrics import roc_auc_score
+
+    from vae_anomaly.scoring.combination import combined, fit_combination
+
     dev = data.development
     out, scaled = {}, {}
-    for components in CANDIDATES + (TRANSFORM_CANDIDATES if transforms else []):
+    for components in candidates:
         name = " + ".join(components)
         weights = dict((c.split("*")[0], float(c.split("*")[1]) if "*" in c else 1.0) for c in components)
         scales = fit_combination(parts["val"], list(weights))
@@ -257,14 +288,16 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=OUT, help=f"the report (default: {OUT})")
     parser.add_argument("--transforms", action="store_true",
                         help="also measure a classifier of the 8 rotations and flips (transformation_nll)")
-    parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, of {', '.join(FAMILIES)}")
+    parser.add_argument("--families", default=",".join(FAMILIES),
+                        help=f"comma-separated, of {', '.join(FAMILIES + HELD_OUT_FAMILIES)} (default: the first two)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a params override, as the suite's --set: the cached VAEs the suite trained with it")
     args = parser.parse_args()
     seeds = [int(seed) for seed in args.seeds.split(",")]
     families = args.families.split(",")
-    if unknown := set(families) - set(FAMILIES):
-        raise UserError(f"--families: {', '.join(sorted(unknown))} unknown; choose among {', '.join(FAMILIES)}")
+    if unknown := set(families) - set(FAMILIES) - set(HELD_OUT_FAMILIES):
+        raise UserError(f"--families: {', '.join(sorted(unknown))} unknown; choose among "
+                        f"{', '.join(FAMILIES + HELD_OUT_FAMILIES)}")
     if (args.set or set(families) != set(FAMILIES)) and args.output == OUT:
         raise UserError(f"--set and --families measure other models or fewer families: give --output another file "
                         f"than {OUT}")

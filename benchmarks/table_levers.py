@@ -12,8 +12,9 @@ mu, the whitened residual r W, the encoder's hidden layer h), how the residual i
 k-th distance or the mean of the k, the reference rows, the seeds' ensemble, a scaled mean
 with the squared residual, blocks at equal variance, the posterior's log-variance as a block,
 one k-NN per block, a distance relative to the neighbours' own (a simplified LOF), scikit-learn's
-LOF, an isolation forest in the same coordinates, alone and beside the k-NN, and the input's block
-mapped column by column to normal quantiles or by Yeo-Johnson's power transform. Writes
+LOF, an isolation forest in the same coordinates, alone and beside the k-NN, the input's block
+mapped column by column to normal quantiles or by Yeo-Johnson's power transform (on every column,
+or on the skewed ones only), and feature bagging of the input's block. Writes
 reports/suite/development-table-levers.md (docs/suite-levers.md); ``--only`` measures a subset,
 into another file.
 """
@@ -83,6 +84,9 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "x quantile-normal + mu + r, mean of k": {"blocks": ["x_q", "mu", "r"], "mean": True},
     "x Yeo-Johnson, mean of k": {"blocks": ["x_yj"], "mean": True},
     "x Yeo-Johnson + mu + r, mean of k": {"blocks": ["x_yj", "mu", "r"], "mean": True},
+    "x Yeo-Johnson where skewed + mu + r, mean of k": {"blocks": ["x_yj_skewed", "mu", "r"], "mean": True},
+    "x feature-bagged + mu + r, mean of k, scaled mean of 10": {"blocks": ["x", "mu", "r"], "mean": True,
+                                                                "bagged": 10},
 }
 ENSEMBLED = ("mu + r, k-th (latent_residual_knn)", "x + mu + r, mean of k (joint_knn)")
 BASELINES = ("pyod_knn", "pyod_autoencoder")
@@ -91,6 +95,7 @@ BASELINES = ("pyod_knn", "pyod_autoencoder")
 def coordinates(model: Any, data: S.Prepared) -> dict[str, dict[str, np.ndarray]]:
     """Per split: the blocks candidates are built of (CANDIDATES), fitted on the training rows."""
     import torch
+    from scipy.stats import skew
     from sklearn.preprocessing import PowerTransformer, QuantileTransformer
 
     from vae_anomaly.scoring.reference import as_float64, encode_and_reconstruct, fit_whitener, model_inputs
@@ -109,10 +114,14 @@ def coordinates(model: Any, data: S.Prepared) -> dict[str, dict[str, np.ndarray]
     quantile = QuantileTransformer(n_quantiles=min(1000, len(train["x"])), output_distribution="normal",
                                    random_state=0).fit(train["x"])
     power = PowerTransformer(method="yeo-johnson").fit(train["x"])
+    # Yeo-Johnson only on the columns whose training skewness is beyond 1 in size (the usual rule of
+    # thumb for a highly skewed distribution): a symmetric column, such as a Gaussian blob's, stays as is
+    skewed = np.abs(skew(train["x"], axis=0)) > 1
     w_r, w_x = fit_whitener(train["r_raw"]), fit_whitener(train["x"])
     r_sd, mu_mean, mu_sd = train["r_raw"].std(axis=0) + 1e-8, train["mu"].mean(axis=0), train["mu"].std(axis=0) + 1e-8
     for blocks in raw.values():
         blocks.update(x_q=quantile.transform(blocks["x"]), x_yj=power.transform(blocks["x"]),
+                      x_yj_skewed=np.where(skewed, power.transform(blocks["x"]), blocks["x"]),
                       r=blocks["r_raw"] @ w_r, r_diag=blocks["r_raw"] / r_sd, x_white=blocks["x"] @ w_x,
                       mu_std=(blocks["mu"] - mu_mean) / mu_sd, **{"x/2": blocks["x"] / 2, "2x": 2 * blocks["x"],
                                                                   "2mu": 2 * blocks["mu"]})
@@ -160,6 +169,17 @@ def candidate_scores(blocks: dict[str, dict[str, np.ndarray]], lever: dict[str, 
         parts = {split: {"lof": -lof.score_samples(stack(split))} for split in ("val", "test")}
     elif lever.get("iforest"):
         parts = {split: {"iforest": v} for split, v in iforest(stack).items()}
+    elif lever.get("bagged"):
+        # feature bagging (Lazarevic & Kumar 2005): each member's k-NN sees mu, r W and a random
+        # subset of between half and all but one of the input's columns; their scaled mean
+        rng, d = np.random.default_rng(0), blocks["train"]["x"].shape[1]
+        members = {}
+        for member in range(lever["bagged"]):
+            columns = rng.choice(d, size=rng.integers(max(1, d // 2), max(2, d)), replace=False)
+            for split in blocks:
+                blocks[split][f"x_bag{member}"] = blocks[split]["x"][:, columns]
+            members[f"bag{member}"] = knn([f"x_bag{member}", "mu", "r"])
+        parts = {split: {m: members[m][split] for m in members} for split in ("val", "test")}
     elif lever.get("separate"):
         per_block = {b: knn([b]) for b in lever["blocks"]}
         parts = {split: {b: per_block[b][split] for b in per_block} for split in ("val", "test")}
