@@ -120,8 +120,8 @@ def coordinates(model: Any, data: S.Prepared) -> dict[str, dict[str, np.ndarray]
     w_r, w_x = fit_whitener(train["r_raw"]), fit_whitener(train["x"])
     r_sd, mu_mean, mu_sd = train["r_raw"].std(axis=0) + 1e-8, train["mu"].mean(axis=0), train["mu"].std(axis=0) + 1e-8
     for blocks in raw.values():
-        blocks.update(x_q=quantile.transform(blocks["x"]), x_yj=power.transform(blocks["x"]),
-                      x_yj_skewed=np.where(skewed, power.transform(blocks["x"]), blocks["x"]),
+        x_yj = power.transform(blocks["x"])
+        blocks.update(x_q=quantile.transform(blocks["x"]), x_yj=x_yj, x_yj_skewed=np.where(skewed, x_yj, blocks["x"]),
                       r=blocks["r_raw"] @ w_r, r_diag=blocks["r_raw"] / r_sd, x_white=blocks["x"] @ w_x,
                       mu_std=(blocks["mu"] - mu_mean) / mu_sd, **{"x/2": blocks["x"] / 2, "2x": 2 * blocks["x"],
                                                                   "2mu": 2 * blocks["mu"]})
