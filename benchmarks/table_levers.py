@@ -173,6 +173,7 @@ def candidate_scores(blocks: dict[str, dict[str, np.ndarray]], lever: dict[str, 
         # feature bagging (Lazarevic & Kumar 2005): each member's k-NN sees mu, r W and a random
         # subset of between half and all but one of the input's columns; their scaled mean
         rng, d = np.random.default_rng(0), blocks["train"]["x"].shape[1]
+        blocks = {split: dict(arrays) for split, arrays in blocks.items()}  # the subsets stay local (stack and knn read this copy)
         members = {}
         for member in range(lever["bagged"]):
             columns = rng.choice(d, size=rng.integers(max(1, d // 2), max(2, d)), replace=False)

@@ -27,8 +27,8 @@ def test_params_yaml_holds_the_schemas_defaults():
 def test_auto_resolves_by_the_data_and_protocol():
     """"auto" becomes the suite's recommendation for the data: tables keep the MLP 128-64-8, the
     Gaussian decoder and joint_knn; images get the MLP 400-20 and ``combined``, of
-    complexity_corrected with the discretised logistic decoder when whole classes are held
-    out, else of the smoothed reconstruction error with the Bernoulli decoder; a key set by
+    complexity_corrected, latent_knn and ssim_error with the discretised logistic decoder when
+    whole classes are held out, else of the smoothed reconstruction error with the Bernoulli decoder; a key set by
     hand stays, and the scores follow the model it makes."""
     tables = load_params(ROOT / "params.yaml")
     assert (tables["model"]["hidden_dims"], tables["model"]["latent_dim"], tables["model"]["likelihood"]) == ([128, 64], 8, "gaussian")
@@ -39,7 +39,7 @@ def test_auto_resolves_by_the_data_and_protocol():
     held_out = resolve_auto(validate(raw))
     assert (held_out["model"]["hidden_dims"], held_out["model"]["latent_dim"]) == ([400], 20)
     assert held_out["model"]["likelihood"] == "discretized_logistic"
-    assert (held_out["score"]["primary"], held_out["score"]["combine"]) == ("combined", ["complexity_corrected", "latent_knn"])
+    assert (held_out["score"]["primary"], held_out["score"]["combine"]) == ("combined", ["complexity_corrected", "latent_knn", "ssim_error"])
     assert {"negative_elbo", "reconstruction_mse"} <= set(held_out["score"]["names"])
     raw["data"]["protocol"] = "one_class"
     one_class = resolve_auto(validate(raw))

@@ -200,6 +200,6 @@ def test_each_class_is_a_task_under_its_familys_protocol_and_the_family_may_reco
     assert (held["data"]["classes"], held["data"]["protocol"]) == ([3], "held_out")
     assert (one["data"]["classes"], one["data"]["protocol"]) == ([3], "one_class")
     # "auto" resolved per task: the decoder and the combined score follow the protocol
-    assert (held["model"]["likelihood"], held["score"]["combine"]) == ("discretized_logistic", ["complexity_corrected", "latent_knn"])
+    assert (held["model"]["likelihood"], held["score"]["combine"]) == ("discretized_logistic", ["complexity_corrected", "latent_knn", "ssim_error"])
     assert (one["model"]["likelihood"], one["score"]["combine"]) == ("bernoulli", ["smoothed_reconstruction_mse", "ssim_error", "hog_error", "latent_knn"])
     assert suite.recommended == {"held": "combined", "one": "latent_knn"}
